@@ -1,0 +1,1 @@
+"""OcuPredict back-end."""

@@ -1,0 +1,154 @@
+"""One error shape for every failure: {"detail": ..., "code": "UPPER_SNAKE"}.
+
+Routes raise `AppError` (or a subclass); handlers below also reshape FastAPI's own
+HTTPException and validation errors, and hide unexpected exceptions behind
+500 INTERNAL_ERROR (logged with the request id, never echoed to the client).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.observability import request_id_var
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """Body of every error response."""
+
+    detail: str | list[dict[str, Any]] = Field(
+        description="Human-readable message, or the list of validation problems for 422."
+    )
+    code: str = Field(description="Stable machine code.", examples=["NOT_FOUND"])
+
+
+class AppError(Exception):
+    """An error the client should see, with a stable code."""
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.code = code
+        self.detail = detail
+        self.headers = headers
+
+
+class NotFound(AppError):
+    def __init__(self, detail: str = "Not found") -> None:
+        super().__init__(404, "NOT_FOUND", detail)
+
+
+class NotAuthenticated(AppError):
+    def __init__(self, detail: str = "Not authenticated") -> None:
+        super().__init__(401, "NOT_AUTHENTICATED", detail, {"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(AppError):
+    def __init__(self, detail: str = "Not allowed", code: str = "FORBIDDEN") -> None:
+        super().__init__(403, code, detail)
+
+
+class RateLimited(AppError):
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(
+            429,
+            "RATE_LIMITED",
+            "Too many requests; try again later",
+            {"Retry-After": str(max(1, retry_after_seconds))},
+        )
+
+
+class ServiceUnavailable(AppError):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(503, code, detail)
+
+
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "NOT_AUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    409: "CONFLICT",
+    413: "FILE_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_ERROR",
+    429: "RATE_LIMITED",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+def error_response(
+    status_code: int, code: str, detail: Any, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        status_code=status_code,
+        content=jsonable_encoder({"detail": detail, "code": code}),
+        headers=headers,
+    )
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries so the generated client knows each route's error shape."""
+    return {code: {"model": ErrorBody} for code in codes}
+
+
+async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return error_response(exc.status_code, exc.code, exc.detail, exc.headers)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+    detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
+    return error_response(exc.status_code, code, detail, getattr(exc, "headers", None))
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for err in exc.errors():
+        # Drop the offending input and the pydantic context: it may hold a password or
+        # megabytes of upload, and exception objects are not JSON.
+        errors.append({k: v for k, v in err.items() if k in ("type", "loc", "msg")})
+    return error_response(422, "VALIDATION_ERROR", errors)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", "-")
+    # This handler runs outside the request-id middleware: restore the id for the log.
+    token = request_id_var.set(request_id)
+    try:
+        log.error("unhandled error", exc_info=exc)
+    finally:
+        request_id_var.reset(token)
+    return error_response(
+        500,
+        "INTERNAL_ERROR",
+        f"Internal server error (request id {request_id})",
+        {"X-Request-ID": request_id},
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)

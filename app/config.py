@@ -1,0 +1,145 @@
+"""Every knob of the service, read from the environment (and `.env` when present).
+
+Development has embedded defaults (SQLite, local image store, console mail, demo
+weights). Production refuses defaults that would be unsafe: see `check_production`.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105 - refused in production
+
+
+class ConfigError(RuntimeError):
+    """A setting makes the service unsafe or unable to start."""
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    environment: Literal["development", "production"] = "development"
+    api_prefix: str = "/api/v1"
+    log_level: str = "INFO"
+
+    # Database
+    database_url: str = "sqlite+aiosqlite:///./var/ocupredict.db"
+    database_echo: bool = False
+
+    # Tokens
+    jwt_secret_key: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_issuer: str = "ocupredict"
+    jwt_audience: str = "ocupredict-api"
+    access_token_minutes: int = Field(15, ge=1, le=24 * 60)
+    refresh_token_days: int = Field(30, ge=1, le=365)
+
+    # One-time codes and rate limits
+    code_ttl_minutes: int = Field(15, ge=1, le=24 * 60)
+    code_max_attempts: int = Field(5, ge=1, le=100)
+    login_max_failures: int = Field(10, ge=1)
+    login_window_minutes: int = Field(15, ge=1)
+    mail_requests_per_window: int = Field(5, ge=1)
+    mail_window_minutes: int = Field(15, ge=1)
+
+    # Image store
+    storage_backend: Literal["local", "s3"] = "local"
+    local_storage_dir: Path = Path("./var/images")
+    aws_s3_bucket: str = ""
+    aws_region: str = "us-east-1"
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    s3_endpoint_url: str | None = None
+    image_url_ttl_seconds: int = Field(900, ge=30, le=7 * 24 * 3600)
+
+    # Mail
+    mail_backend: Literal["console", "smtp"] = "console"
+    mail_server: str = "localhost"
+    mail_port: int = 587
+    mail_username: str = ""
+    mail_password: SecretStr = SecretStr("")
+    mail_from: str = "no-reply@ocupredict.local"
+    mail_from_name: str = "OcuPredict"
+    mail_starttls: bool = True
+    mail_ssl_tls: bool = False
+    mail_timeout_seconds: int = Field(10, ge=1)
+
+    # Model and inference
+    model_source: str | None = None
+    model_s3_key: str | None = None
+    model_cache_dir: Path = Path("./var/model-cache")
+    inference_backend: Literal["auto", "onnx", "torch"] = "auto"
+    max_batch: int = Field(8, ge=1, le=256)
+    batch_wait_ms: float = Field(5, ge=0, le=1000)
+    fast_jpeg_decode: bool = True
+    inference_threads: int | None = Field(None, ge=1)
+
+    # Uploads
+    max_upload_mb: int = Field(15, ge=1, le=200)
+    max_image_pixels: int = Field(50_000_000, ge=64 * 64)
+
+    # HTTP
+    default_timezone: str = "America/Lima"
+    cors_origins: Annotated[list[str], NoDecode] = []
+    trusted_proxies: Annotated[list[str], NoDecode] = []
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @cached_property
+    def resolved_model_source(self) -> str | None:
+        """MODEL_SOURCE wins; MODEL_S3_KEY alone means s3://AWS_S3_BUCKET/MODEL_S3_KEY."""
+        if self.model_source:
+            return self.model_source
+        if self.model_s3_key:
+            if not self.aws_s3_bucket:
+                raise ConfigError("MODEL_S3_KEY is set but AWS_S3_BUCKET is empty")
+            return f"s3://{self.aws_s3_bucket}/{self.model_s3_key.lstrip('/')}"
+        return None
+
+    def check_production(self) -> None:
+        """Refuse to start in production with development-only defaults."""
+        if not self.is_production:
+            return
+        problems: list[str] = []
+        secret = self.jwt_secret_key.get_secret_value()
+        if secret == DEV_JWT_SECRET or len(secret) < 32:
+            problems.append("JWT_SECRET_KEY must be set to a random value of 32+ characters")
+        if self.resolved_model_source is None:
+            problems.append("MODEL_SOURCE (or MODEL_S3_KEY) must name real model weights")
+        if self.mail_backend == "console":
+            problems.append("MAIL_BACKEND must be smtp (console mail is for development)")
+        if self.storage_backend == "s3" and not self.aws_s3_bucket:
+            problems.append("AWS_S3_BUCKET must be set when STORAGE_BACKEND=s3")
+        if problems:
+            raise ConfigError("refusing to start in production: " + "; ".join(problems))

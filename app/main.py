@@ -1,0 +1,79 @@
+"""Application factory and lifespan.
+
+The lifespan builds each process-wide resource once (database engine, image store,
+mailer, classifier), publishes them on `app.state` for the dependencies in
+`app.api.deps`, and closes them in reverse order on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+
+from app.api.errors import install_error_handlers
+from app.api.routes import health
+from app.config import Settings
+from app.db.session import make_engine, make_sessionmaker
+from app.observability import RequestIdMiddleware, configure_logging
+
+log = logging.getLogger(__name__)
+
+
+def operation_id(route: APIRoute) -> str:
+    """'{tag}-{function}', so the generated client reads predict.create, history.list."""
+    tag = route.tags[0] if route.tags else "default"
+    return f"{tag}-{route.name}"
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    async with AsyncExitStack() as stack:
+        engine = make_engine(settings)
+        stack.push_async_callback(engine.dispose)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        log.info("ocupredict started (environment=%s)", settings.environment)
+        yield
+    log.info("ocupredict stopped")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    settings.check_production()
+    configure_logging(settings.log_level)
+
+    app = FastAPI(
+        title="OcuPredict API",
+        version="1.0.0",
+        description=(
+            "Back-end for AI-assisted eye diagnosis: upload an eye photograph, get a "
+            "ResNet18 classification (glaucoma, diabetic retinopathy, normal, cataract), "
+            "keep a history, confirm or correct results, and see metrics. Every error body "
+            'is {"detail": ..., "code": "UPPER_SNAKE"}.'
+        ),
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "Retry-After", "ETag"],
+        )
+    app.add_middleware(RequestIdMiddleware)
+
+    prefix = settings.api_prefix
+    app.include_router(health.router, prefix=prefix)
+    return app

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Live(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ModelStatus(BaseModel):
+    version: str | None = Field(None, description="sha256[:12] of the weights file")
+    demo: bool | None = Field(None, description="True when demo (untrained) weights are loaded")
+    backend: str | None = Field(None, description="Inference backend: onnx or torch")
+    ready: bool = False
+
+
+class Ready(BaseModel):
+    status: Literal["ready", "not_ready"]
+    database: Literal["ok", "error"]
+    storage: Literal["ok", "error", "not_configured"] = "not_configured"
+    model: ModelStatus = ModelStatus()

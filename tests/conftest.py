@@ -1,0 +1,288 @@
+"""Shared test infrastructure: real servers on loopback, one migrated database per run.
+
+- TEST_DATABASE_URL selects MariaDB/MySQL (a dedicated database `<name>` is dropped,
+  created and migrated once per run); unset, a SQLite file in a temporary directory.
+- `s3_endpoint`: a moto ThreadedMotoServer on 127.0.0.1 (credentials testing/testing).
+- `smtp_server`: an aiosmtpd server capturing every message (tests read codes from mail).
+- `client`: httpx.AsyncClient over ASGITransport with the app's lifespan running; the
+  app is built once per run. `make_client(**overrides)` builds one with other settings.
+- Every test starts with empty tables (truncation after each test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from alembic.config import Config
+from asgi_lifespan import LifespanManager
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from alembic import command
+from app.config import Settings
+from app.db.base import Base
+from app.main import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- database
+
+
+def _alembic_config(url: str) -> Config:
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "alembic"))
+    cfg.attributes["database_url"] = url
+    cfg.attributes["configure_logger"] = False
+    return cfg
+
+
+async def _recreate_mysql_database(url: str) -> None:
+    parsed = make_url(url)
+    server = create_async_engine(parsed.set(database=""), isolation_level="AUTOCOMMIT")
+    try:
+        async with server.connect() as conn:
+            name = parsed.database
+            await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+            await conn.execute(
+                text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            )
+    finally:
+        await server.dispose()
+
+
+def in_own_thread(fn: Callable[[], Any]) -> Any:
+    """Run `fn` in a thread: Alembic's env.py calls asyncio.run, which refuses to nest."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn).result()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        mysql_url = url
+        in_own_thread(lambda: asyncio.run(_recreate_mysql_database(mysql_url)))
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    cfg = _alembic_config(url)
+    in_own_thread(lambda: command.upgrade(cfg, "head"))
+    return url
+
+
+@pytest.fixture(scope="session")
+def alembic_config_factory() -> Callable[[str], Config]:
+    return _alembic_config
+
+
+@pytest.fixture(scope="session")
+async def db_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+async def _clean_tables(db_engine: AsyncEngine) -> AsyncIterator[None]:
+    yield
+    async with db_engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            await conn.execute(table.delete())
+
+
+# --------------------------------------------------------------------------- S3 (moto)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> Iterator[str]:
+    """A fresh, empty bucket on the moto server for one test."""
+    import uuid
+
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    yield name
+    for obj in s3.list_objects_v2(Bucket=name).get("Contents", []):
+        s3.delete_object(Bucket=name, Key=obj["Key"])
+    s3.delete_bucket(Bucket=name)
+
+
+# --------------------------------------------------------------------------- SMTP (aiosmtpd)
+
+
+@dataclass
+class Mailbox:
+    """Messages the aiosmtpd server received, in arrival order."""
+
+    host: str
+    port: int
+    messages: list[Message] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = message_from_bytes(envelope.original_content or envelope.content)
+        with self._lock:
+            self.messages.append(message)
+        return "250 OK"
+
+    def clear(self) -> None:
+        with self._lock:
+            self.messages.clear()
+
+    def to(self, address: str) -> list[Message]:
+        with self._lock:
+            return [m for m in self.messages if address.lower() in str(m["To"]).lower()]
+
+    async def wait_for(self, address: str, count: int = 1, timeout: float = 5) -> list[Message]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.to(address)) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"no mail #{count} for {address}; got {len(self.to(address))}")
+            await asyncio.sleep(0.02)
+        return self.to(address)
+
+
+def message_text(message: Message) -> str:
+    """All text parts of a message, decoded."""
+    parts = message.walk() if message.is_multipart() else [message]
+    chunks = []
+    for part in parts:
+        if part.get_content_maintype() == "text":
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                chunks.append(payload.decode(part.get_content_charset() or "utf-8"))
+    return "\n".join(chunks)
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[Mailbox]:
+    port = free_port()
+    mailbox = Mailbox(host="127.0.0.1", port=port)
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield mailbox
+    controller.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server: Mailbox) -> Iterator[Mailbox]:
+    smtp_server.clear()
+    yield smtp_server
+    smtp_server.clear()
+
+
+# --------------------------------------------------------------------------- app + client
+
+
+@pytest.fixture(scope="session")
+def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def base_settings(
+    database_url: str,
+    smtp_server: Mailbox,
+    model_cache_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Any]:
+    """Settings every test app starts from: SMTP to the capture server, local store."""
+    return {
+        "environment": "development",
+        "database_url": database_url,
+        "jwt_secret_key": TEST_JWT_SECRET,
+        "storage_backend": "local",
+        "local_storage_dir": tmp_path_factory.mktemp("images"),
+        "mail_backend": "smtp",
+        "mail_server": smtp_server.host,
+        "mail_port": smtp_server.port,
+        "mail_starttls": False,
+        "mail_ssl_tls": False,
+        "model_cache_dir": model_cache_dir,
+        "inference_backend": "torch",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "aws_region": "us-east-1",
+    }
+
+
+ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture(scope="session")
+def make_client(base_settings: dict[str, Any]) -> ClientFactory:
+    """`async with make_client(storage_backend="s3", ...) as client:` for custom settings."""
+
+    @asynccontextmanager
+    async def factory(
+        raise_app_exceptions: bool = True, **overrides: Any
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        settings = Settings(**{**base_settings, **overrides})
+        app = create_app(settings)
+        async with LifespanManager(app, startup_timeout=120) as manager:
+            transport = httpx.ASGITransport(
+                app=manager.app, raise_app_exceptions=raise_app_exceptions
+            )
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://testserver"
+            ) as client:
+                client.app = app  # type: ignore[attr-defined]
+                yield client
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+async def session_client(make_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
+    async with make_client() as client:
+        yield client
+
+
+@pytest.fixture
+async def client(
+    session_client: httpx.AsyncClient, mailbox: Mailbox
+) -> AsyncIterator[httpx.AsyncClient]:
+    session_client.headers.pop("Authorization", None)
+    yield session_client
+    session_client.headers.pop("Authorization", None)

@@ -1,0 +1,124 @@
+"""Service foundation: health, error shape, request ids, production safety, migrations."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+
+import httpx
+import pytest
+from alembic.config import Config
+from fastapi import APIRouter
+
+from alembic import command
+from tests.conftest import ROOT, ClientFactory, in_own_thread
+
+
+async def test_live(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/health/live")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_checks_database(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/health/ready")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["database"] == "ok"
+
+
+async def test_ready_503_when_database_down(make_client: ClientFactory, tmp_path) -> None:
+    # A MySQL URL on a closed port: the app starts, readiness says which part failed.
+    async with make_client(database_url="mysql+aiomysql://root@127.0.0.1:1/none") as client:
+        response = await client.get("/api/v1/health/ready")
+    assert response.status_code == 503
+    assert response.json()["database"] == "error"
+    assert response.json()["status"] == "not_ready"
+
+
+async def test_unknown_route_is_404_with_code(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/no/such/route")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found", "code": "NOT_FOUND"}
+
+
+async def test_wrong_method_has_code(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/api/v1/health/live")
+    assert response.status_code == 405
+    assert response.json()["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_unexpected_exception_is_500_without_traceback(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with make_client(raise_app_exceptions=False) as client:
+        router = APIRouter()
+
+        @router.get("/boom")
+        async def boom() -> None:
+            raise RuntimeError("secret internals: password=hunter2")
+
+        client.app.include_router(router, prefix="/api/v1")  # type: ignore[attr-defined]
+        response = await client.get("/api/v1/boom", headers={"X-Request-ID": "req-42"})
+    assert response.status_code == 500
+    body = response.json()
+    assert body["code"] == "INTERNAL_ERROR"
+    assert "hunter2" not in response.text and "Traceback" not in response.text
+    assert "req-42" in body["detail"]
+    logged = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert logged and logged[-1].request_id == "req-42"  # type: ignore[attr-defined]
+
+
+async def test_request_id_echoed_or_generated(client: httpx.AsyncClient) -> None:
+    given = await client.get("/api/v1/health/live", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    made = await client.get("/api/v1/health/live", headers={"X-Request-ID": "bad id!"})
+    assert made.headers["x-request-id"] != "bad id"
+    assert len(made.headers["x-request-id"]) == 32
+
+
+async def test_validation_error_shape(client: httpx.AsyncClient) -> None:
+    # Any JSON route will do once auth lands; the OpenAPI route is always there.
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    schema = response.json()
+    ops = [op["operationId"] for path in schema["paths"].values() for op in path.values()]
+    assert "health-live" in ops and "health-ready" in ops
+
+
+async def test_docs_serves_swagger_ui(client: httpx.AsyncClient) -> None:
+    response = await client.get("/docs")
+    assert response.status_code == 200
+    assert "swagger-ui" in response.text
+
+
+def test_production_refuses_default_secret(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "MODEL_"))}
+    env.update(ENVIRONMENT="production")
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--port", "1"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "JWT_SECRET_KEY" in result.stderr
+
+
+def test_migrations_round_trip_and_no_drift(
+    database_url: str, alembic_config_factory: Callable[[str], Config]
+) -> None:
+    cfg = alembic_config_factory(database_url)
+
+    def round_trip() -> None:
+        command.upgrade(cfg, "head")
+        command.downgrade(cfg, "base")
+        command.upgrade(cfg, "head")
+        command.check(cfg)  # raises when the models and the migrations disagree
+
+    in_own_thread(round_trip)
