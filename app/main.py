@@ -20,6 +20,7 @@ from app.api.routes import health
 from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
 from app.observability import RequestIdMiddleware, configure_logging
+from app.storage import build_image_store
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(engine.dispose)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        storage = await build_image_store(settings)
+        stack.push_async_callback(storage.aclose)
+        app.state.storage = storage
         log.info("ocupredict started (environment=%s)", settings.environment)
         yield
     log.info("ocupredict stopped")

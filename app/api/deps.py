@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.storage import ImageStore
 
 
 def get_settings(request: Request) -> Settings:
@@ -22,5 +23,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+def get_storage(request: Request) -> ImageStore:
+    storage: ImageStore = request.app.state.storage
+    return storage
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+StorageDep = Annotated[ImageStore, Depends(get_storage)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.observability import request_id_var
+from app.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +148,14 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _storage_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("image store unavailable", exc_info=exc)
+    return error_response(503, "STORAGE_UNAVAILABLE", "The image store is unavailable; try again")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(StorageUnavailable, _storage_unavailable)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

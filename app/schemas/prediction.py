@@ -1,0 +1,103 @@
+"""The Prediction resource shared by predict-create and the history routes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from app.db.models import Prediction as PredictionRow
+
+Eye = Literal["left", "right", "unknown"]
+Verdict = Literal["correct", "incorrect"]
+LabelFor = Callable[[str], str]
+
+
+class ClassProbability(BaseModel):
+    class_code: str = Field(examples=["glaucoma"])
+    label: str = Field(description="Class name in the user's locale", examples=["Glaucoma"])
+    probability: float = Field(ge=0, le=1, examples=[0.91])
+
+
+class ImageInfo(BaseModel):
+    filename: str = Field(description="The uploaded file's name, kept as metadata only")
+    content_type: Literal["image/jpeg", "image/png"]
+    width: int = Field(description="Width of the original image (after EXIF orientation)")
+    height: int
+    size_bytes: int
+    sha256: str
+
+
+class ModelInfo(BaseModel):
+    version: str = Field(description="sha256[:12] of the weights file", examples=["3f2a9c01b7de"])
+    demo: bool = Field(description="True when untrained demo weights produced this result")
+    backend: str = Field(examples=["onnx"])
+
+
+class Feedback(BaseModel):
+    verdict: Verdict
+    correct_class: str | None = Field(None, description="The doctor's class when incorrect")
+    comment: str | None = None
+    updated_at: AwareDatetime
+
+
+class PredictionSummary(BaseModel):
+    id: int
+    created_at: AwareDatetime
+    patient_ref: str | None
+    eye: Eye
+    image: ImageInfo
+    result: ClassProbability = Field(description="The most probable class")
+    probabilities: list[ClassProbability] = Field(description="Every class, in model order")
+    model: ModelInfo
+    inference_ms: float
+    feedback: Feedback | None
+
+
+class Prediction(PredictionSummary):
+    image_url: str = Field(description="Short-lived URL of the stored image")
+    image_url_expires_at: AwareDatetime
+
+
+def summary_from_row(row: PredictionRow, label_for: LabelFor) -> PredictionSummary:
+    probabilities = [
+        ClassProbability(class_code=code, label=label_for(code), probability=float(p))
+        for code, p in zip(row.class_codes, row.probabilities, strict=True)
+    ]
+    top = next(p for p in probabilities if p.class_code == row.predicted_class)
+    feedback = None
+    if row.feedback_verdict is not None and row.feedback_updated_at is not None:
+        feedback = Feedback(
+            verdict=row.feedback_verdict,
+            correct_class=row.feedback_correct_class,
+            comment=row.feedback_comment,
+            updated_at=row.feedback_updated_at,
+        )
+    return PredictionSummary(
+        id=row.id,
+        created_at=row.created_at,
+        patient_ref=row.patient_ref,
+        eye=row.eye,
+        image=ImageInfo(
+            filename=row.original_filename,
+            content_type=row.content_type,
+            width=row.width,
+            height=row.height,
+            size_bytes=row.size_bytes,
+            sha256=row.sha256,
+        ),
+        result=top,
+        probabilities=probabilities,
+        model=ModelInfo(version=row.model_version, demo=row.model_demo, backend=row.backend),
+        inference_ms=row.inference_ms,
+        feedback=feedback,
+    )
+
+
+def detail_from_row(
+    row: PredictionRow, label_for: LabelFor, image_url: str, expires_at: datetime
+) -> Prediction:
+    summary = summary_from_row(row, label_for)
+    return Prediction(**summary.model_dump(), image_url=image_url, image_url_expires_at=expires_at)
