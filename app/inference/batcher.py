@@ -1,0 +1,128 @@
+"""Micro-batching: concurrent requests share one model call on one worker thread.
+
+The worker takes the first queued item, waits at most `wait_ms` for up to `max_batch - 1`
+more, stacks them, runs the model once and resolves each caller's future on the caller's
+event loop. One worker thread, so worker threads x intra-op threads = intra-op threads,
+which the classifier sizes to the cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from app.inference.errors import ModelUnavailable
+
+FloatArray = npt.NDArray[np.float32]
+ProbArray = npt.NDArray[np.float64]
+RunBatch = Callable[[FloatArray], ProbArray]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    probabilities: ProbArray  # this item's row
+    run_ms: float  # wall time of the model call that computed it (shared with the batch)
+    queue_ms: float  # from submit to the start of that call
+    batch_size: int
+
+
+@dataclass
+class _Item:
+    array: FloatArray
+    future: asyncio.Future[BatchResult]
+    loop: asyncio.AbstractEventLoop
+    submitted: float
+
+
+class MicroBatcher:
+    def __init__(
+        self, run: RunBatch, *, max_batch: int, wait_ms: float, name: str = "inference"
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        self._run = run
+        self._max_batch = max_batch
+        self._wait = wait_ms / 1000
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # orders submits against the closing sentinel
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    async def submit(self, array: FloatArray) -> BatchResult:
+        """Queue one (3,S,S) array and wait for its probabilities row."""
+        loop = asyncio.get_running_loop()
+        item = _Item(array, loop.create_future(), loop, time.perf_counter())
+        with self._lock:
+            if self._closed:
+                raise ModelUnavailable("the classifier is closed")
+            self._queue.put(item)
+        return await item.future
+
+    async def close(self) -> None:
+        """Stop taking work; items already queued are still run; joins the worker."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    def _work(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.perf_counter() + self._wait
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True  # run what we hold, then stop
+                    break
+                batch.append(item)
+            self._run_batch([i for i in batch if not i.future.cancelled()])
+
+    def _run_batch(self, batch: list[_Item]) -> None:
+        if not batch:
+            return
+        started = time.perf_counter()
+        try:
+            probabilities = self._run(np.stack([item.array for item in batch]))
+            if probabilities.shape[0] != len(batch):
+                raise RuntimeError(
+                    f"backend returned {probabilities.shape[0]} rows for {len(batch)}"
+                )
+        except Exception as exc:  # every waiting caller gets the failure
+            for item in batch:
+                _resolve(item, exc)
+            return
+        run_ms = (time.perf_counter() - started) * 1000
+        for item, row in zip(batch, probabilities, strict=True):
+            queue_ms = (started - item.submitted) * 1000
+            _resolve(item, BatchResult(row, run_ms, queue_ms, len(batch)))
+
+
+def _resolve(item: _Item, outcome: BatchResult | Exception) -> None:
+    def apply() -> None:
+        if item.future.done():  # the caller was cancelled meanwhile
+            return
+        if isinstance(outcome, Exception):
+            item.future.set_exception(outcome)
+        else:
+            item.future.set_result(outcome)
+
+    with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits
+        item.loop.call_soon_threadsafe(apply)

@@ -1,0 +1,74 @@
+"""What the model's outputs mean and how its input is prepared.
+
+A JSON manifest may sit beside the weights (`X.pth` -> `X.json`); without one the
+service uses DEFAULT_MANIFEST, the order the earlier back-end was trained with.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from app.inference.errors import ModelUnavailable
+from app.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+Triple = tuple[float, float, float]
+
+
+class ClassLabel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
+    es: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
+class ModelManifest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    classes: tuple[ClassLabel, ...] = Field(min_length=1)
+    input_size: int = Field(224, gt=0, le=4096)
+    mean: Triple = IMAGENET_MEAN
+    std: Triple = IMAGENET_STD
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelManifest:
+        codes = self.codes
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"class codes must be unique, got {list(codes)}")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std values must be positive")
+        return self
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(c.code for c in self.classes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def label(self, code: str, locale: str = "es") -> str:
+        """The class name in `locale` ("en"; anything else gets Spanish, the default)."""
+        for c in self.classes:
+            if c.code == code:
+                return c.en if locale.lower().startswith("en") else c.es
+        raise KeyError(code)
+
+    @classmethod
+    def parse(cls, raw: bytes | str, source: str) -> ModelManifest:
+        try:
+            return cls.model_validate_json(raw)
+        except ValidationError as exc:
+            raise ModelUnavailable(f"invalid model manifest {source}: {exc}") from exc
+
+
+DEFAULT_MANIFEST = ModelManifest(
+    classes=(
+        ClassLabel(code="glaucoma", es="Glaucoma", en="Glaucoma"),
+        ClassLabel(
+            code="diabetic_retinopathy", es="Retinopatía diabética", en="Diabetic retinopathy"
+        ),
+        ClassLabel(code="normal", es="Normal", en="Normal"),
+        ClassLabel(code="cataract", es="Catarata", en="Cataract"),
+    )
+)

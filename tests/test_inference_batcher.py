@@ -1,0 +1,165 @@
+"""Micro-batcher and Classifier: concurrency, batch limits, errors, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.config import Settings
+from app.inference import Classifier, ModelUnavailable, build_classifier
+from app.inference.backends import softmax
+from app.inference.batcher import FloatArray, MicroBatcher, ProbArray
+from app.inference.manifest import DEFAULT_MANIFEST
+from app.inference.weights import WeightsInfo
+
+
+class FakeBackend:
+    """Probabilities computed per row (so batching must not change them); records batches."""
+
+    name = "fake"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.batches: list[int] = []
+        self.fail = fail
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def run(self, batch: FloatArray) -> ProbArray:
+        self.gate.wait(10)
+        self.batches.append(len(batch))
+        if self.fail:
+            raise ValueError("backend exploded")
+        return softmax(batch.reshape(len(batch), -1)[:, :4])
+
+
+def arrays(count: int) -> list[FloatArray]:
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal((3, 8, 8)).astype(np.float32) for _ in range(count)]
+
+
+async def test_concurrent_submits_resolve_to_their_own_rows() -> None:
+    backend = FakeBackend()
+    batcher = MicroBatcher(backend.run, max_batch=4, wait_ms=20)
+    try:
+        inputs = arrays(20)
+        results = await asyncio.gather(*(batcher.submit(a) for a in inputs))
+        assert max(backend.batches) == 4  # batched, and never beyond max_batch
+        assert sum(backend.batches) == len(inputs)
+        for array, result in zip(inputs, results, strict=True):
+            np.testing.assert_array_equal(
+                result.probabilities, softmax(array.reshape(1, -1)[:, :4])[0]
+            )
+            assert result.run_ms >= 0 and result.queue_ms >= 0
+    finally:
+        await batcher.close()
+
+
+async def test_batches_never_exceed_max_batch_under_bursts() -> None:
+    backend = FakeBackend()
+    backend.gate.clear()  # hold the worker so the queue fills up
+    batcher = MicroBatcher(backend.run, max_batch=3, wait_ms=1)
+    try:
+        pending = [asyncio.ensure_future(batcher.submit(a)) for a in arrays(17)]
+        await asyncio.sleep(0.05)
+        backend.gate.set()
+        results = await asyncio.gather(*pending)
+        assert all(r.batch_size <= 3 for r in results)
+        assert max(backend.batches) <= 3 and sum(backend.batches) == 17
+    finally:
+        await batcher.close()
+
+
+async def test_backend_exception_reaches_every_waiting_caller() -> None:
+    backend = FakeBackend(fail=True)
+    batcher = MicroBatcher(backend.run, max_batch=8, wait_ms=20)
+    try:
+        outcomes = await asyncio.gather(
+            *(batcher.submit(a) for a in arrays(5)), return_exceptions=True
+        )
+        assert all(isinstance(o, ValueError) and "exploded" in str(o) for o in outcomes)
+        backend.fail = False  # the worker survived the failure
+        assert (await batcher.submit(arrays(1)[0])).batch_size == 1
+    finally:
+        await batcher.close()
+
+
+async def test_cancelled_caller_does_not_disturb_the_others() -> None:
+    backend = FakeBackend()
+    backend.gate.clear()
+    batcher = MicroBatcher(backend.run, max_batch=1, wait_ms=0)
+    try:
+        first, second, third = (asyncio.ensure_future(batcher.submit(a)) for a in arrays(3))
+        await asyncio.sleep(0.02)
+        second.cancel()
+        backend.gate.set()
+        assert (await first).batch_size == 1
+        assert (await third).batch_size == 1
+        assert second.cancelled()
+    finally:
+        await batcher.close()
+
+
+async def test_close_drains_queued_work_then_refuses() -> None:
+    backend = FakeBackend()
+    backend.gate.clear()
+    batcher = MicroBatcher(backend.run, max_batch=2, wait_ms=0)
+    pending = [asyncio.ensure_future(batcher.submit(a)) for a in arrays(5)]
+    await asyncio.sleep(0.02)
+    closing = asyncio.ensure_future(batcher.close())
+    await asyncio.sleep(0.02)
+    backend.gate.set()
+    await closing
+    assert len(await asyncio.gather(*pending)) == 5
+    assert not batcher._thread.is_alive()
+    with pytest.raises(ModelUnavailable, match="closed"):
+        await batcher.submit(arrays(1)[0])
+    await batcher.close()  # idempotent
+
+
+def fake_classifier(backend: FakeBackend) -> Classifier:
+    info = WeightsInfo(source="test", path=None, sha256="0" * 64, demo=True, downloaded=False)
+    batcher = MicroBatcher(backend.run, max_batch=4, wait_ms=1)
+    return Classifier(weights=info, manifest=DEFAULT_MANIFEST, backend=backend, batcher=batcher)
+
+
+async def test_classifier_maps_failures_to_model_unavailable() -> None:
+    classifier = fake_classifier(FakeBackend(fail=True))
+    try:
+        with pytest.raises(ModelUnavailable, match="inference failed"):
+            await classifier.classify(np.zeros((3, 224, 224), np.float32))
+        with pytest.raises(ValueError, match="expected a float32 array"):
+            await classifier.classify(np.zeros((3, 100, 100), np.float32))
+        with pytest.raises(ValueError, match="expected a float32 array"):
+            await classifier.classify(np.zeros((3, 224, 224), np.float64))  # type: ignore[arg-type]
+    finally:
+        await classifier.close()
+    with pytest.raises(ModelUnavailable):
+        await classifier.classify(np.zeros((3, 224, 224), np.float32))
+
+
+async def test_real_classifier_concurrency_matches_single_runs(tmp_path: Path) -> None:
+    settings = Settings(
+        _env_file=None, model_cache_dir=tmp_path, inference_backend="onnx", max_batch=8
+    )
+    classifier = await build_classifier(settings)
+    try:
+        assert classifier.ready
+        assert (classifier.backend_name, classifier.demo) == ("onnx", True)
+        rng = np.random.default_rng(1)
+        inputs = [rng.standard_normal((3, 224, 224)).astype(np.float32) for _ in range(20)]
+        together = await asyncio.gather(*(classifier.classify(a) for a in inputs))
+        assert max(r.batch_size for r in together) > 1
+        for array, result in zip(inputs, together, strict=True):
+            alone = await classifier.classify(array)
+            np.testing.assert_allclose(result.probabilities, alone.probabilities, atol=1e-6)
+            assert result.top == int(np.argmax(result.probabilities))
+            assert abs(sum(result.probabilities) - 1) < 1e-9
+            assert result.inference_ms > 0
+            assert result.top_probability == max(result.probabilities)
+    finally:
+        await classifier.close()
+    assert not classifier.ready
