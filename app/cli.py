@@ -56,6 +56,58 @@ def cmd_openapi(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != password:
+        raise ValueError("the passwords do not match")
+    return password
+
+
+def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from app.schemas.auth import RegisterRequest
+
+    try:
+        data = RegisterRequest(email=args.email, name=args.name, password=_read_password(args))
+    except (ValidationError, ValueError) as exc:
+        problems = (
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            if isinstance(exc, ValidationError)
+            else str(exc)
+        )
+        print(f"ocupredict: {problems}", file=sys.stderr)
+        return 2
+    return asyncio.run(_create_admin(settings, data.email, data.name, data.password))
+
+
+async def _create_admin(settings: Settings, email: str, name: str, password: str) -> int:
+    from app.db.session import make_engine, make_sessionmaker
+    from app.security import Passwords
+    from app.services.auth import create_admin
+    from app.services.errors import EmailTaken
+
+    engine = make_engine(settings)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            user = await create_admin(
+                session, Passwords.from_settings(settings), email, name, password
+            )
+    except EmailTaken:
+        print(f"ocupredict: a verified account for {email} already exists", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+    print(f"admin {user.email} (id {user.id}) created")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocupredict", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade)")
     migrate.add_argument("revision", nargs="?", default="head")
     migrate.set_defaults(func=cmd_migrate)
+
+    admin = sub.add_parser("create-admin", help="create a verified administrator account")
+    admin.add_argument("email")
+    admin.add_argument("--name", required=True, help="display name, 1-100 characters")
+    admin.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin instead of prompting",
+    )
+    admin.set_defaults(func=cmd_create_admin)
 
     openapi = sub.add_parser("openapi", help="write the OpenAPI schema as JSON")
     openapi.add_argument("--output", "-o", default="-")

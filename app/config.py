@@ -7,6 +7,7 @@ weights). Production refuses defaults that would be unsafe: see `check_productio
 from __future__ import annotations
 
 from functools import cached_property
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -52,6 +53,14 @@ class Settings(BaseSettings):
     login_window_minutes: int = Field(15, ge=1)
     mail_requests_per_window: int = Field(5, ge=1)
     mail_window_minutes: int = Field(15, ge=1)
+    # Per client IP (a clinic behind one NAT shares it, so these are looser than per account)
+    ip_max_failures: int = Field(50, ge=1)  # failed logins + wrong codes per LOGIN_WINDOW
+    mail_requests_per_ip: int = Field(20, ge=1)  # code mails asked for per MAIL_WINDOW
+
+    # Password hashing (Argon2id). Defaults are pwdlib's; lower only for tests.
+    password_hash_time_cost: int = Field(3, ge=1, le=20)
+    password_hash_memory_kib: int = Field(65536, ge=1024, le=4 * 1024 * 1024)
+    password_hash_parallelism: int = Field(4, ge=1, le=16)
 
     # Image store
     storage_backend: Literal["local", "s3"] = "local"
@@ -99,6 +108,16 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"TRUSTED_PROXIES: {item!r} is not an IP or CIDR") from exc
+        return value
+
     @field_validator("default_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -139,6 +158,8 @@ class Settings(BaseSettings):
             problems.append("MODEL_SOURCE (or MODEL_S3_KEY) must name real model weights")
         if self.mail_backend == "console":
             problems.append("MAIL_BACKEND must be smtp (console mail is for development)")
+        if self.password_hash_memory_kib < 19456 or self.password_hash_time_cost < 2:
+            problems.append("PASSWORD_HASH_* below OWASP's Argon2id minimum (19456 KiB, t=2)")
         if self.storage_backend == "s3" and not self.aws_s3_bucket:
             problems.append("AWS_S3_BUCKET must be set when STORAGE_BACKEND=s3")
         if problems:

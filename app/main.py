@@ -16,10 +16,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from app.api.errors import install_error_handlers
-from app.api.routes import health
+from app.api.routes import auth, health
 from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
+from app.mail import build_mailer
 from app.observability import RequestIdMiddleware, configure_logging
+from app.security import Passwords
 from app.storage import build_image_store
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         storage = await build_image_store(settings)
         stack.push_async_callback(storage.aclose)
         app.state.storage = storage
+        mailer = build_mailer(settings)
+        stack.push_async_callback(mailer.aclose)
+        app.state.mailer = mailer
+        app.state.passwords = passwords = Passwords.from_settings(settings)
+        await passwords.prepare()
         log.info("ocupredict started (environment=%s)", settings.environment)
         yield
     log.info("ocupredict stopped")
@@ -80,4 +87,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     prefix = settings.api_prefix
     app.include_router(health.router, prefix=prefix)
+    app.include_router(auth.router, prefix=prefix)
     return app

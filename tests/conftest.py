@@ -244,6 +244,10 @@ def base_settings(
         "aws_access_key_id": "testing",
         "aws_secret_access_key": "testing",
         "aws_region": "us-east-1",
+        # Argon2 at ~1 ms instead of ~150 ms per hash; production refuses such values.
+        "password_hash_time_cost": 1,
+        "password_hash_memory_kib": 1024,
+        "password_hash_parallelism": 1,
     }
 
 

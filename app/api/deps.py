@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Request
+from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.api.errors import Forbidden, NotAuthenticated
 from app.config import Settings
+from app.db.models import User
+from app.inference import Classifier
+from app.mail import Mailer
+from app.repositories import UserRepository
+from app.security import (
+    InvalidAccessToken,
+    Passwords,
+    decode_access_token,
+    resolve_client_ip,
+    trusted_networks,
+)
+from app.services.auth import AuthService
+from app.services.notify import CodeMailer
 from app.storage import ImageStore
 
 
@@ -23,6 +40,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+def get_classifier(request: Request) -> Classifier:
+    classifier: Classifier = request.app.state.classifier
+    return classifier
+
+
 def get_storage(request: Request) -> ImageStore:
     storage: ImageStore = request.app.state.storage
     return storage
@@ -30,4 +52,100 @@ def get_storage(request: Request) -> ImageStore:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[ImageStore, Depends(get_storage)]
+ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+# --------------------------------------------------------------------------- auth
+
+log = logging.getLogger(__name__)
+
+# Swagger UI's Authorize button posts the OAuth2 password form here. The scheme is built at
+# import time, so it names the default API_PREFIX.
+TOKEN_URL = str(Settings.model_fields["api_prefix"].default) + "/auth/login"
+oauth2_scheme = OAuth2PasswordBearer(
+    tokenUrl=TOKEN_URL,
+    auto_error=False,  # we answer 401 NOT_AUTHENTICATED ourselves, in our error shape
+    description="Email as username. The access token lasts ACCESS_TOKEN_MINUTES.",
+)
+
+
+def get_mailer(request: Request) -> Mailer:
+    mailer: Mailer = request.app.state.mailer
+    return mailer
+
+
+def get_passwords(request: Request) -> Passwords:
+    passwords: Passwords = request.app.state.passwords
+    return passwords
+
+
+def get_client_ip(request: Request, settings: SettingsDep) -> str:
+    """The socket peer; X-Forwarded-For only counts when the peer is in TRUSTED_PROXIES."""
+    return resolve_client_ip(
+        request.client.host if request.client else None,
+        request.headers.getlist("x-forwarded-for"),
+        trusted_networks(tuple(settings.trusted_proxies)),
+    )
+
+
+MailerDep = Annotated[Mailer, Depends(get_mailer)]
+PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
+ClientIp = Annotated[str, Depends(get_client_ip)]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthContext:
+    user: User
+    session_id: str  # refresh-token family of the access token ("sid" claim)
+
+
+async def get_auth_context(
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> AuthContext:
+    if not token:
+        raise NotAuthenticated()
+    try:
+        claims = decode_access_token(settings, token)
+    except InvalidAccessToken as exc:
+        log.debug("access token rejected: %s", exc)
+        raise NotAuthenticated() from None
+    user = await UserRepository(session).get_with_live_session(claims.user_id, claims.session_id)
+    if user is None:  # user deleted, or the session was logged out / revoked
+        raise NotAuthenticated()
+    return AuthContext(user=user, session_id=claims.session_id)
+
+
+AuthContextDep = Annotated[AuthContext, Depends(get_auth_context)]
+
+
+async def get_current_user(context: AuthContextDep) -> User:
+    return context.user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_admin_user(user: CurrentUser) -> User:
+    if user.role != "admin":
+        raise Forbidden("Administrators only")
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_admin_user)]
+
+
+def get_auth_service(
+    session: SessionDep,
+    settings: SettingsDep,
+    passwords: PasswordsDep,
+    mailer: MailerDep,
+    tasks: BackgroundTasks,
+    client_ip: ClientIp,
+) -> AuthService:
+    return AuthService(session, settings, passwords, CodeMailer(mailer, tasks, settings), client_ip)
+
+
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]

@@ -1,0 +1,1 @@
+"""Flows that span repositories and clients (registration, sessions, prediction...)."""

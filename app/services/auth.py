@@ -1,0 +1,263 @@
+"""Account and session flows behind the auth router.
+
+Anti-enumeration: unknown and known emails get the same answers (login 401, verify and
+reset 400, resend and forgot 202) after the same work (a dummy Argon2 verification, the
+same rate-limit bookkeeping). EMAIL_NOT_VERIFIED is only said after a correct password.
+Each flow commits its own writes; failures that count toward a limit are committed
+before the error is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import NoReturn
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.db.base import utcnow
+from app.db.models import User
+from app.repositories import UserRepository
+from app.security import Passwords
+from app.services.codes import OneTimeCodes
+from app.services.errors import (
+    EmailNotVerified,
+    EmailTaken,
+    InvalidCode,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    WrongCurrentPassword,
+)
+from app.services.notify import CodeMailer
+from app.services.rate_limit import RateLimiter
+from app.services.sessions import IssuedTokens, Sessions
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOCALE = "es"
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    email: str
+    password: str
+    name: str
+    locale: str | None
+
+    def __repr__(self) -> str:
+        return "Registration(<redacted>)"
+
+
+class AuthService:
+    def __init__(
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        passwords: Passwords,
+        mail: CodeMailer,
+        client_ip: str,
+    ) -> None:
+        self.db = session
+        self.passwords = passwords
+        self.mail = mail
+        self.ip = client_ip
+        self.users = UserRepository(session)
+        self.codes = OneTimeCodes(session, settings)
+        self.sessions = Sessions(session, settings)
+        self.limiter = RateLimiter(session, settings)
+        self.limits = self.limiter.limits
+
+    # ------------------------------------------------------------------ registration
+
+    async def register(self, data: Registration) -> User:
+        """New account, or a fresh start for a pending (unverified) one; sends a code."""
+        email = normalize_email(data.email)
+        password_hash = await self.passwords.hash(data.password)
+        for attempt in range(2):
+            try:
+                return await self._register(email, data, password_hash)
+            except IntegrityError:  # the same email registered concurrently: go again
+                await self.db.rollback()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _register(self, email: str, data: Registration, password_hash: str) -> User:
+        now = utcnow()
+        await self.limiter.consume(
+            [(self.limits.mail_email, email), (self.limits.mail_ip, self.ip)], now
+        )
+        user = await self.users.get_by_email(email)
+        if user is not None and user.is_verified:
+            await self.db.commit()
+            raise EmailTaken()
+        locale = data.locale or DEFAULT_LOCALE
+        if user is None:
+            user = User(email=email, role="doctor", is_verified=False)
+        user.name, user.password_hash, user.locale = data.name, password_hash, locale
+        await self.users.add(user)
+        code = await self.codes.issue(user, "verify", now)
+        await self.db.commit()
+        log.info("registration pending verification for user %s", user.id)
+        self.mail.send_code(user, "verify", code)
+        return user
+
+    async def verify(self, email: str, code: str) -> IssuedTokens:
+        now = utcnow()
+        await self.limiter.check([(self.limits.failures_ip, self.ip)], now)
+        user = await self.users.get_by_email(normalize_email(email))
+        if user is None or not await self.codes.redeem(user, "verify", code, now):
+            await self._code_failed()
+        user.is_verified = True
+        tokens = await self.sessions.start(user, now)
+        await self.db.commit()
+        log.info("user %s verified their email", user.id)
+        return tokens
+
+    async def resend_verification(self, email: str) -> None:
+        email = normalize_email(email)
+        now = utcnow()
+        await self.limiter.consume(
+            [(self.limits.mail_email, email), (self.limits.mail_ip, self.ip)], now
+        )
+        user = await self.users.get_by_email(email)
+        code = None
+        if user is not None and not user.is_verified:
+            code = await self.codes.issue(user, "verify", now)
+        await self.db.commit()
+        if user is not None and code is not None:
+            self.mail.send_code(user, "verify", code)
+
+    # ------------------------------------------------------------------ sessions
+
+    async def login(self, email: str, password: str) -> IssuedTokens:
+        email = normalize_email(email)
+        now = utcnow()
+        account = (self.limits.login_account, email)
+        await self.limiter.check([account, (self.limits.failures_ip, self.ip)], now)
+        user = await self.users.get_by_email(email)
+        if user is None:
+            await self.passwords.dummy_verify(password)
+            await self._login_failed(email, None)
+        ok, new_hash = await self.passwords.verify_and_update(password, user.password_hash)
+        if not ok:
+            await self._login_failed(email, user.id)
+        if new_hash is not None:  # hashing parameters changed since this hash was made
+            user.password_hash = new_hash
+        if not user.is_verified:
+            await self.db.commit()
+            raise EmailNotVerified()
+        await self.limiter.clear(*account)
+        tokens = await self.sessions.start(user, now)
+        await self.db.commit()
+        log.info("user %s logged in", user.id)
+        return tokens
+
+    async def refresh(self, refresh_token: str) -> IssuedTokens:
+        try:
+            tokens = await self.sessions.rotate(refresh_token, utcnow())
+        except InvalidRefreshToken:
+            await self.db.commit()  # keep a family revocation from reuse detection
+            raise
+        await self.db.commit()
+        return tokens
+
+    async def logout(self, refresh_token: str) -> None:
+        await self.sessions.end(refresh_token, utcnow())
+        await self.db.commit()
+
+    # ------------------------------------------------------------------ passwords
+
+    async def forgot_password(self, email: str) -> None:
+        email = normalize_email(email)
+        now = utcnow()
+        await self.limiter.consume(
+            [(self.limits.mail_email, email), (self.limits.mail_ip, self.ip)], now
+        )
+        user = await self.users.get_by_email(email)
+        code = await self.codes.issue(user, "reset", now) if user is not None else None
+        await self.db.commit()
+        if user is not None and code is not None:
+            self.mail.send_code(user, "reset", code)
+
+    async def reset_password(self, email: str, code: str, new_password: str) -> None:
+        now = utcnow()
+        await self.limiter.check([(self.limits.failures_ip, self.ip)], now)
+        user = await self.users.get_by_email(normalize_email(email))
+        if user is None or not await self.codes.redeem(user, "reset", code, now):
+            await self._code_failed()
+        user.password_hash = await self.passwords.hash(new_password)
+        user.is_verified = True  # the code reached the inbox: the address is theirs
+        await self.sessions.end_all(user.id, now)
+        await self.limiter.clear(self.limits.login_account, user.email)
+        await self.db.commit()
+        log.info("user %s reset their password; every session revoked", user.id)
+
+    async def change_password(
+        self, user: User, session_id: str, current_password: str, new_password: str
+    ) -> None:
+        """New password; every other session ends, the caller's (`session_id`) stays."""
+        now = utcnow()
+        account = (self.limits.login_account, user.email)
+        await self.limiter.check([account, (self.limits.failures_ip, self.ip)], now)
+        if not await self.passwords.verify(current_password, user.password_hash):
+            await self.limiter.hit([account, (self.limits.failures_ip, self.ip)], now)
+            await self.db.commit()
+            raise WrongCurrentPassword()
+        user.password_hash = await self.passwords.hash(new_password)
+        await self.sessions.end_all(user.id, now, keep_session=session_id)
+        await self.db.commit()
+        log.info("user %s changed their password; other sessions revoked", user.id)
+
+    # ------------------------------------------------------------------ profile
+
+    async def update_profile(self, user: User, name: str | None, locale: str | None) -> User:
+        if name is not None:
+            user.name = name
+        if locale is not None:
+            user.locale = locale
+        await self.db.commit()
+        return user
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _login_failed(self, email: str, user_id: int | None) -> NoReturn:
+        now = utcnow()
+        await self.limiter.hit(
+            [(self.limits.login_account, email), (self.limits.failures_ip, self.ip)], now
+        )
+        await self.db.commit()
+        log.info("failed login (%s)", f"user {user_id}" if user_id else "unknown account")
+        raise InvalidCredentials()
+
+    async def _code_failed(self) -> NoReturn:
+        await self.limiter.hit([(self.limits.failures_ip, self.ip)], utcnow())
+        await self.db.commit()
+        raise InvalidCode()
+
+
+async def create_admin(
+    session: AsyncSession, passwords: Passwords, email: str, name: str, password: str
+) -> User:
+    """A verified admin (the `ocupredict create-admin` command). A pending (unverified)
+    registration of the email is taken over; a verified account raises EmailTaken."""
+    users = UserRepository(session)
+    email = normalize_email(email)
+    user = await users.get_by_email(email)
+    if user is not None and user.is_verified:
+        raise EmailTaken()
+    password_hash = await passwords.hash(password)
+    if user is None:
+        user = User(email=email)
+    user.name, user.password_hash, user.locale = name, password_hash, user.locale or DEFAULT_LOCALE
+    user.role, user.is_verified = "admin", True
+    await users.add(user)
+    await session.commit()
+    log.info("admin user %s created", user.id)
+    return user
