@@ -10,15 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from app.api.errors import install_error_handlers
-from app.api.routes import auth, health
+from app.api.routes import auth, health, history, home, predict
+from app.api.upload_limit import UploadLimitMiddleware
 from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
+from app.inference import build_classifier
 from app.mail import build_mailer
 from app.observability import RequestIdMiddleware, configure_logging
 from app.security import Passwords
@@ -49,6 +52,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.mailer = mailer
         app.state.passwords = passwords = Passwords.from_settings(settings)
         await passwords.prepare()
+        # Weights fetched, verified and warmed up before the app takes any request.
+        classifier = await build_classifier(settings)
+        stack.push_async_callback(classifier.close)
+        app.state.classifier = classifier
         log.info("ocupredict started (environment=%s)", settings.environment)
         yield
     log.info("ocupredict stopped")
@@ -83,9 +90,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "Retry-After", "ETag"],
         )
+    prefix = settings.api_prefix
+    app.add_middleware(
+        UploadLimitMiddleware,
+        paths={f"{prefix}/predict"},
+        max_file_bytes=settings.max_upload_bytes,
+    )
     app.add_middleware(RequestIdMiddleware)
 
-    prefix = settings.api_prefix
     app.include_router(health.router, prefix=prefix)
     app.include_router(auth.router, prefix=prefix)
+    app.include_router(predict.router, prefix=prefix)
+    app.include_router(history.router, prefix=prefix)
+    app.include_router(home.router, prefix=prefix)
+    _point_token_url_at(app, f"{prefix}/auth/login")
     return app
+
+
+def _point_token_url_at(app: FastAPI, token_url: str) -> None:
+    """The OAuth2 scheme is declared at import time; the schema must follow API_PREFIX."""
+    build_schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schemes = build_schema().get("components", {}).get("securitySchemes", {})
+            for scheme in schemes.values():
+                if "password" in scheme.get("flows", {}):
+                    scheme["flows"]["password"]["tokenUrl"] = token_url
+        return app.openapi_schema or build_schema()
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -126,20 +126,26 @@ def s3_endpoint() -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture
-def s3_bucket(s3_endpoint: str) -> Iterator[str]:
-    """A fresh, empty bucket on the moto server for one test."""
-    import uuid
-
+@pytest.fixture(scope="session")
+def s3_client(s3_endpoint: str) -> Any:
+    """A plain (sync) boto3 client on the moto server, to look behind the app's back."""
     import boto3
 
-    s3 = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=s3_endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+@pytest.fixture
+def s3_bucket(s3_client: Any) -> Iterator[str]:
+    """A fresh, empty bucket on the moto server for one test."""
+    import uuid
+
+    s3 = s3_client
     name = f"test-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     yield name

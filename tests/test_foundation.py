@@ -122,3 +122,13 @@ def test_migrations_round_trip_and_no_drift(
         command.check(cfg)  # raises when the models and the migrations disagree
 
     in_own_thread(round_trip)
+
+
+def test_swagger_token_url_follows_api_prefix() -> None:
+    from app.config import Settings
+    from app.main import create_app
+
+    schema = create_app(Settings(api_prefix="/v9")).openapi()
+    schemes = schema["components"]["securitySchemes"].values()
+    assert [s["flows"]["password"]["tokenUrl"] for s in schemes] == ["/v9/auth/login"]
+    assert "/v9/predict" in schema["paths"]

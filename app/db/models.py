@@ -83,9 +83,30 @@ class RateLimitHit(Base):
 
 class Prediction(Base):
     __tablename__ = "predictions"
+    # History and dashboard indexes: why each exists is in alembic 0004_history_indexes.
     __table_args__ = (
         Index("ix_predictions_user_created", "user_id", "created_at", "id"),
-        Index("ix_predictions_created", "created_at"),
+        Index(
+            "ix_predictions_user_class_feedback",
+            "user_id",
+            "predicted_class",
+            "feedback_verdict",
+            "feedback_correct_class",
+            "created_at",
+        ),
+        Index("ix_predictions_user_class_id", "user_id", "predicted_class", "id"),
+        Index("ix_predictions_user_feedback", "user_id", "feedback_verdict", "created_at", "id"),
+        Index("ix_predictions_user_feedback_id", "user_id", "feedback_verdict", "id"),
+        Index(
+            "ix_predictions_user_search",
+            "user_id",
+            "original_filename",
+            "id",
+            "patient_ref",
+            "created_at",
+        ),
+        Index("ix_predictions_user_patient", "user_id", "patient_ref", "created_at", "id"),
+        Index("ix_predictions_created_feedback", "created_at", "feedback_verdict"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

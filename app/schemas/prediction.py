@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from app.db.models import Prediction as PredictionRow
+from app.inference.manifest import ModelManifest
 
 Eye = Literal["left", "right", "unknown"]
 Verdict = Literal["correct", "incorrect"]
@@ -101,3 +102,15 @@ def detail_from_row(
 ) -> Prediction:
     summary = summary_from_row(row, label_for)
     return Prediction(**summary.model_dump(), image_url=image_url, image_url_expires_at=expires_at)
+
+
+def label_lookup(manifest: ModelManifest, locale: str) -> LabelFor:
+    """Class names in `locale`; a code the current manifest no longer has keeps its code."""
+
+    def label_for(code: str) -> str:
+        try:
+            return manifest.label(code, locale)
+        except KeyError:
+            return code
+
+    return label_for

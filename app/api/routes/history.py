@@ -1,0 +1,250 @@
+"""History: the doctor's own predictions (list, read, image, feedback, delete).
+
+Owner-only: another user's id answers 404 NOT_FOUND exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi.responses import RedirectResponse
+
+from app.api.deps import (
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    get_auth_context,
+    oauth2_scheme,
+)
+from app.api.errors import NotAuthenticated, error_responses
+from app.db.models import User
+from app.inference.manifest import DEFAULT_MANIFEST, ModelManifest
+from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage
+from app.schemas.prediction import Prediction
+from app.services.history import HistoryService, ImageRedirect, SessionFactory
+from app.services.stats import TotalsCache
+
+router = APIRouter(prefix="/history", tags=["history"])
+
+MAX_ID = 2**63 - 1
+
+
+# --------------------------------------------------------------------------- dependencies
+
+
+def get_manifest(request: Request) -> ModelManifest:
+    """The running model's classes; the default manifest until a classifier is loaded."""
+    classifier = getattr(request.app.state, "classifier", None)
+    manifest = getattr(classifier, "manifest", None)
+    return manifest if isinstance(manifest, ModelManifest) else DEFAULT_MANIFEST
+
+
+def get_now() -> datetime:
+    """The current instant; tests override this dependency to fix the clock."""
+    return datetime.now(UTC)
+
+
+ManifestDep = Annotated[ModelManifest, Depends(get_manifest)]
+NowDep = Annotated[datetime, Depends(get_now)]
+
+
+async def get_optional_user(
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> User | None:
+    """The bearer token's user, or None when there is no valid token."""
+    if not token:
+        return None
+    try:
+        context = await get_auth_context(session, settings, token)
+    except NotAuthenticated:
+        return None
+    return context.user
+
+
+def get_sessionmaker(request: Request) -> SessionFactory:
+    """The app's session factory, for queries that run concurrently on own connections."""
+    factory: SessionFactory = request.app.state.sessionmaker
+    return factory
+
+
+def get_totals_cache(request: Request) -> TotalsCache:
+    """The process's cache of everyone's all-time totals (created on first use)."""
+    cache = getattr(request.app.state, "overall_totals_cache", None)
+    if not isinstance(cache, TotalsCache):
+        cache = TotalsCache()
+        request.app.state.overall_totals_cache = cache
+    return cache
+
+
+SessionFactoryDep = Annotated[SessionFactory, Depends(get_sessionmaker)]
+TotalsCacheDep = Annotated[TotalsCache, Depends(get_totals_cache)]
+
+
+def get_history_service(
+    session: SessionDep,
+    sessions: SessionFactoryDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    manifest: ManifestDep,
+    totals_cache: TotalsCacheDep,
+) -> HistoryService:
+    return HistoryService(
+        session, storage, settings, manifest, sessions=sessions, on_change=totals_cache.clear
+    )
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+OptionalUser = Annotated[User | None, Depends(get_optional_user)]
+HistoryServiceDep = Annotated[HistoryService, Depends(get_history_service)]
+BaseUrl = Annotated[str, Depends(base_url)]
+PredictionId = Annotated[int, Path(ge=1, le=MAX_ID, description="Prediction id")]
+
+_IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The image bytes (local store), with ETag and Cache-Control: private",
+        "content": {
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    304: {"description": "Not modified (If-None-Match matched the ETag)"},
+    307: {"description": "Redirect to a short-lived presigned URL (S3 store)"},
+    **error_responses(401, 404, 422, 503),
+}
+
+
+# --------------------------------------------------------------------------- routes
+
+
+@router.get(
+    "",
+    response_model=PredictionPage,
+    responses=error_responses(401, 422),
+    summary="List my predictions",
+    description=(
+        "Filters compose (AND). Sorted by `sort` then id, so pages are stable. A page past "
+        "the end is an empty page with the right total. Items carry no image URL and no "
+        "image bytes: GET /history/{id} for that."
+    ),
+)
+async def list(  # the operation id is history-list
+    user: CurrentUser,
+    service: HistoryServiceDep,
+    query: Annotated[HistoryQuery, Query()],
+) -> PredictionPage:
+    return await service.page(user, query)
+
+
+@router.get(
+    "/{id}",
+    response_model=Prediction,
+    responses=error_responses(401, 404, 422),
+    summary="One of my predictions, with a fresh image URL",
+)
+async def read(
+    id: PredictionId,  # the path parameter is {id}
+    user: CurrentUser,
+    service: HistoryServiceDep,
+    url: BaseUrl,
+    now: NowDep,
+) -> Prediction:
+    return await service.read(id, user, url, now)
+
+
+@router.get(
+    "/{id}/image",
+    response_class=Response,
+    responses=_IMAGE_RESPONSES,
+    summary="The stored image",
+    description=(
+        "Authorized by the owner's bearer token, or without one by the `expires` and "
+        "`signature` of the image_url that GET /history/{id} returned (an <img> tag cannot "
+        "send a header). S3 store: 307 to a presigned URL. Local store: the bytes with the "
+        "stored content type, ETag (sha256) and Cache-Control: private. A wrong, expired or "
+        "foreign signature, or another user's id, is 404."
+    ),
+)
+async def image(
+    id: PredictionId,
+    service: HistoryServiceDep,
+    user: OptionalUser,
+    now: NowDep,
+    expires: Annotated[
+        int | None, Query(ge=0, le=MAX_ID, description="From image_url (unix seconds)")
+    ] = None,
+    signature: Annotated[str | None, Query(max_length=128, description="From image_url")] = None,
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+) -> Response:
+    if user is None and (expires is None or signature is None):
+        raise NotAuthenticated()
+    result = await service.image(
+        id,
+        user,
+        expires=expires,
+        signature=signature,
+        if_none_match=if_none_match,
+        now=now,
+    )
+    if isinstance(result, ImageRedirect):
+        return RedirectResponse(
+            result.url,
+            status_code=status.HTTP_307_TEMPORARY_REDIRECT,
+            headers={"Cache-Control": "no-store"},
+        )
+    headers = {
+        "ETag": result.etag,
+        "Cache-Control": f"private, max-age={result.max_age}",
+        "Vary": "Authorization",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if result.data is None:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(content=result.data, media_type=result.content_type, headers=headers)
+
+
+@router.put(
+    "/{id}/feedback",
+    response_model=Prediction,
+    responses=error_responses(401, 404, 422),
+    summary="Confirm or correct a prediction",
+    description=(
+        "verdict correct or incorrect; correct_class (a class code of the model, different "
+        "from the predicted one) only with incorrect; comment up to 1000 characters. May be "
+        "sent again to change it (feedback.updated_at moves). 422 VALIDATION_ERROR for a "
+        "malformed body (including correct_class with verdict correct); 422 "
+        "INVALID_CORRECT_CLASS for an unknown class code or one equal to the predicted class."
+    ),
+)
+async def set_feedback(
+    id: PredictionId,
+    body: FeedbackIn,
+    user: CurrentUser,
+    service: HistoryServiceDep,
+    url: BaseUrl,
+    now: NowDep,
+) -> Prediction:
+    return await service.set_feedback(id, user, body, url, now)
+
+
+@router.delete(
+    "/{id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=error_responses(401, 404, 422),
+    summary="Delete a prediction and its stored image",
+)
+async def delete(
+    id: PredictionId,
+    user: CurrentUser,
+    service: HistoryServiceDep,
+) -> Response:
+    await service.delete(id, user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

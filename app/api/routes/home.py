@@ -1,0 +1,52 @@
+"""Dashboard numbers (GET /home/stats)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.api.deps import CurrentUser, SessionDep, SettingsDep
+from app.api.errors import error_responses
+from app.api.routes.history import ManifestDep, NowDep, SessionFactoryDep, TotalsCacheDep
+from app.schemas.history import TimeZoneName
+from app.schemas.home import RangeName, Stats
+from app.services.stats import StatsService
+
+router = APIRouter(prefix="/home", tags=["home"])
+
+
+@router.get(
+    "/stats",
+    response_model=Stats,
+    responses=error_responses(401, 422),
+    summary="My numbers and everyone's for a range of local days",
+    description=(
+        "range: today, week (the last 7 days including today) or month (the last 30), as "
+        "whole days in `tz`, or all. `range.start` is inclusive and `range.end` exclusive "
+        "(the local midnight that ends today). `mine` counts my predictions, `overall` "
+        "everyone's, in the same range (for range=all, recounted at most once a minute per "
+        "server process)."
+    ),
+)
+async def stats(
+    user: CurrentUser,
+    session: SessionDep,
+    sessions: SessionFactoryDep,
+    settings: SettingsDep,
+    manifest: ManifestDep,
+    now: NowDep,
+    totals_cache: TotalsCacheDep,
+    range_: Annotated[
+        RangeName, Query(alias="range", description="today, week, month or all")
+    ] = "today",
+    tz: Annotated[
+        TimeZoneName | None,
+        Query(
+            description="IANA time zone of the days (default DEFAULT_TIMEZONE); 422 if unknown",
+            examples=["America/Lima"],
+        ),
+    ] = None,
+) -> Stats:
+    service = StatsService(session, sessions, manifest, totals_cache)
+    return await service.stats(user, range_, tz or settings.default_timezone, now)

@@ -1,0 +1,62 @@
+"""POST /predict: upload an eye photograph, get the classification (201 Prediction)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Request, UploadFile, status
+
+from app.api.deps import ClassifierDep, CurrentUser, SessionDep, SettingsDep, StorageDep
+from app.api.errors import error_responses
+from app.schemas.prediction import Prediction, detail_from_row, label_lookup
+from app.services.images import image_url_for
+from app.services.prediction import Upload, create_prediction
+
+router = APIRouter(prefix="/predict", tags=["predict"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Prediction,
+    responses=error_responses(401, 413, 415, 422, 503),
+    summary="Classify an eye photograph",
+    description=(
+        "Multipart upload of a JPEG or PNG (decided from the bytes), at least 64x64, at "
+        "most MAX_UPLOAD_MB (15 MB) and MAX_IMAGE_PIXELS (50 MP); EXIF orientation is "
+        "applied. The image is stored only after it has been validated and classified. "
+        "Errors: 413 FILE_TOO_LARGE, 415 UNSUPPORTED_MEDIA_TYPE, 422 INVALID_IMAGE, "
+        "503 MODEL_UNAVAILABLE or STORAGE_UNAVAILABLE."
+    ),
+)
+async def create(
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
+    classifier: ClassifierDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="The eye photograph (JPEG or PNG)")],
+    patient_ref: Annotated[
+        str | None,
+        Form(max_length=64, description="The clinic's reference for the patient (no PHI)"),
+    ] = None,
+    eye: Annotated[Literal["left", "right", "unknown"], Form()] = "unknown",
+) -> Prediction:
+    data = await file.read(settings.max_upload_bytes + 1)
+    upload = Upload(
+        data=data,
+        filename=file.filename,
+        patient_ref=(patient_ref or "").strip() or None,
+        eye=eye,
+    )
+    row = await create_prediction(
+        upload,
+        user=user,
+        session=session,
+        storage=storage,
+        classifier=classifier,
+        settings=settings,
+    )
+    url, expires_at = await image_url_for(row, storage, settings, str(request.base_url).rstrip("/"))
+    return detail_from_row(row, label_lookup(classifier.manifest, user.locale), url, expires_at)

@@ -1,0 +1,294 @@
+"""The doctor's history: list, read, image access, feedback and delete, owner-only.
+
+Another user's prediction behaves exactly like a missing one (404 NOT_FOUND), for every
+operation, so ids leak nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.api.errors import AppError, NotFound
+from app.config import Settings
+from app.db.models import Prediction as PredictionRow
+from app.db.models import User
+from app.inference.manifest import ModelManifest
+from app.repositories.predictions import HistoryFilters, PredictionRepository
+from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage, zone
+from app.schemas.prediction import Prediction, detail_from_row, label_lookup, summary_from_row
+from app.services.images import image_url_for
+from app.storage import (
+    ImageNotFound,
+    ImageStore,
+    InvalidImageKey,
+    StorageUnavailable,
+    verify_image_access,
+)
+
+log = logging.getLogger(__name__)
+
+
+def local_midnight(day: date, tz: tzinfo) -> datetime:
+    """The UTC instant at which `day` starts in `tz` (if midnight falls in a DST gap, the
+    first instant of the day, i.e. the transition)."""
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+
+
+def resolve_date_bounds(
+    date_from: date | datetime | None, date_to: date | datetime | None, tz: tzinfo
+) -> tuple[datetime | None, datetime | None]:
+    """(inclusive start, exclusive end) as UTC instants.
+
+    A plain date_from starts at local midnight of that day in tz; a plain date_to covers its
+    whole local day (end = next local midnight). Datetimes are instants, both inclusive.
+    """
+    start: datetime | None = None
+    end: datetime | None = None
+    if isinstance(date_from, datetime):
+        start = date_from.astimezone(UTC)
+    elif date_from is not None:
+        start = local_midnight(date_from, tz)
+    if isinstance(date_to, datetime):
+        end = date_to.astimezone(UTC) + timedelta(microseconds=1)
+    elif date_to is not None:
+        end = local_midnight(date_to + timedelta(days=1), tz)
+    if start is not None and end is not None and start >= end:
+        raise AppError(422, "VALIDATION_ERROR", "date_from is after date_to")
+    return start, end
+
+
+# --------------------------------------------------------------------------- image access
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRedirect:
+    """S3: send the client to a short-lived presigned URL."""
+
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageBytes:
+    """Local store: the bytes themselves (or only the validators when not modified)."""
+
+    data: bytes | None  # None: the client's copy is current (304)
+    content_type: str
+    etag: str
+    max_age: int
+
+
+def etag_for(row: PredictionRow) -> str:
+    return f'"{row.sha256}"'
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison, as If-None-Match requires."""
+    if not if_none_match:
+        return False
+    for candidate in if_none_match.split(","):
+        tag = candidate.strip()
+        if tag == "*":
+            return True
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if tag == etag:
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- service
+
+
+T = TypeVar("T")
+SessionFactory = async_sessionmaker[AsyncSession]
+
+
+async def in_own_session(
+    sessions: SessionFactory, work: Callable[[PredictionRepository], Awaitable[T]]
+) -> T:
+    """Run one read on a connection of its own, so independent queries overlap."""
+    async with sessions() as session:
+        return await work(PredictionRepository(session))
+
+
+class HistoryService:
+    def __init__(
+        self,
+        session: AsyncSession,
+        storage: ImageStore,
+        settings: Settings,
+        manifest: ModelManifest,
+        *,
+        sessions: SessionFactory | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        """`sessions` lets the list run its count and its page concurrently (else both use
+        `session`); `on_change` is called after feedback or a delete is committed."""
+        self.session = session
+        self.storage = storage
+        self.settings = settings
+        self.manifest = manifest
+        self.repo = PredictionRepository(session)
+        self.sessions = sessions
+        self.on_change = on_change
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    async def _owned(self, prediction_id: int, user: User) -> PredictionRow:
+        row = await self.repo.get_owned(prediction_id, user.id)
+        if row is None:
+            raise NotFound("Prediction not found")
+        return row
+
+    async def detail(
+        self, row: PredictionRow, user: User, base_url: str, now: datetime
+    ) -> Prediction:
+        url, expires_at = await image_url_for(row, self.storage, self.settings, base_url, now=now)
+        return detail_from_row(row, label_lookup(self.manifest, user.locale), url, expires_at)
+
+    async def page(self, user: User, query: HistoryQuery) -> PredictionPage:
+        tz = zone(query.tz or self.settings.default_timezone)
+        created_from, created_before = resolve_date_bounds(query.date_from, query.date_to, tz)
+        filters = HistoryFilters(
+            predicted_class=query.predicted_class,
+            feedback=query.feedback,
+            q=query.q or None,
+            patient_ref=query.patient_ref,
+            created_from=created_from,
+            created_before=created_before,
+        )
+        offset = (query.page - 1) * query.page_size
+
+        async def count(repo: PredictionRepository) -> int:
+            return await repo.count(user.id, filters)
+
+        async def rows_of(repo: PredictionRepository) -> Sequence[PredictionRow]:
+            # Past the last page this is simply empty; the total still comes from count.
+            return await repo.page(
+                user.id, filters, query.sort, query.effective_order, offset, query.page_size
+            )
+
+        if self.sessions is not None:
+            # The count (the slow half at 100,000 rows) on a second connection meanwhile.
+            total, rows = await asyncio.gather(
+                in_own_session(self.sessions, count), rows_of(self.repo)
+            )
+        else:
+            total, rows = await count(self.repo), await rows_of(self.repo)
+        label = label_lookup(self.manifest, user.locale)
+        return PredictionPage(
+            items=[summary_from_row(row, label) for row in rows],
+            total=total,
+            page=query.page,
+            page_size=query.page_size,
+        )
+
+    async def read(
+        self, prediction_id: int, user: User, base_url: str, now: datetime
+    ) -> Prediction:
+        row = await self._owned(prediction_id, user)
+        return await self.detail(row, user, base_url, now)
+
+    async def image(
+        self,
+        prediction_id: int,
+        user: User | None,
+        *,
+        expires: int | None,
+        signature: str | None,
+        if_none_match: str | None,
+        now: datetime,
+    ) -> ImageRedirect | ImageBytes:
+        """Access by a valid signed URL (any client; it was issued to the owner) or by the
+        owner's bearer token. Anything else, including an expired or forged signature, is
+        404. The caller turns `user is None and no signature` into 401 beforehand."""
+        ttl = self.settings.image_url_ttl_seconds
+        row: PredictionRow | None = None
+        max_age = ttl
+        if expires is not None and signature is not None:
+            secret = self.settings.jwt_secret_key.get_secret_value()
+            if verify_image_access(secret, prediction_id, expires, signature, now):
+                row = await self.repo.get(prediction_id)
+                max_age = max(0, min(ttl, int(expires - now.timestamp())))
+        if row is None and user is not None:
+            row = await self.repo.get_owned(prediction_id, user.id)
+            max_age = ttl
+        if row is None:
+            raise NotFound("Prediction not found")
+
+        presigned = await self.storage.presigned_url(row.image_key, ttl)
+        if presigned is not None:
+            return ImageRedirect(presigned)
+        etag = etag_for(row)
+        if etag_matches(if_none_match, etag):
+            return ImageBytes(None, row.content_type, etag, max_age)
+        try:
+            stored = await self.storage.get(row.image_key)
+        except (ImageNotFound, InvalidImageKey) as exc:
+            raise NotFound("Image not found") from exc
+        return ImageBytes(stored.data, stored.content_type or row.content_type, etag, max_age)
+
+    async def set_feedback(
+        self,
+        prediction_id: int,
+        user: User,
+        body: FeedbackIn,
+        base_url: str,
+        now: datetime,
+    ) -> Prediction:
+        row = await self._owned(prediction_id, user)
+        correct_class = body.correct_class
+        if correct_class is not None:
+            known = set(self.manifest.codes) | {str(code) for code in row.class_codes}
+            if correct_class not in known:
+                raise AppError(
+                    422,
+                    "INVALID_CORRECT_CLASS",
+                    f"correct_class {correct_class!r} is not a class of the model "
+                    f"({', '.join(sorted(known))})",
+                )
+            if correct_class == row.predicted_class:
+                raise AppError(
+                    422,
+                    "INVALID_CORRECT_CLASS",
+                    "correct_class must differ from the predicted class; "
+                    "send verdict 'correct' instead",
+                )
+        comment = (body.comment or "").strip() or None
+        await self.repo.set_feedback(row, body.verdict, correct_class, comment, now)
+        await self.session.commit()
+        self._changed()
+        return await self.detail(row, user, base_url, now)
+
+    async def delete(self, prediction_id: int, user: User) -> None:
+        """Row first, image second.
+
+        The row delete is committed before the object is touched: if the commit fails the
+        image is still there for the surviving row, and if the object delete fails
+        afterwards only an unreferenced object is left (logged with its key for cleanup).
+        The other order could leave a row pointing at nothing, which is never acceptable.
+        """
+        row = await self._owned(prediction_id, user)
+        key = row.image_key
+        if not await self.repo.delete_owned(prediction_id, user.id):
+            raise NotFound("Prediction not found")  # deleted concurrently
+        await self.session.commit()
+        self._changed()
+        try:
+            await self.storage.delete(key)
+        except (StorageUnavailable, InvalidImageKey):
+            log.error(
+                "prediction %s deleted but its image could not be removed; orphan object %s",
+                prediction_id,
+                key,
+                exc_info=True,
+            )

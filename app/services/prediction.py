@@ -1,0 +1,136 @@
+"""The prediction flow: validate and decode, classify, store the image, record the row.
+
+Order matters (LEGACY defect 8): nothing reaches the image store before the upload has
+been decoded and classified, and a failed database write removes the stored object, so
+a failed request leaves neither an object nor a row behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.concurrency import run_in_threadpool
+
+from app.api.errors import AppError, ServiceUnavailable
+from app.config import Settings
+from app.db.base import utcnow
+from app.db.models import Prediction, User
+from app.inference import Classifier, DecodedImage, ImageRejected, ModelUnavailable, decode_upload
+from app.storage import ImageStore, new_image_key
+
+log = logging.getLogger(__name__)
+
+_UNSAFE_FILENAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+@dataclass(frozen=True)
+class Upload:
+    data: bytes
+    filename: str | None
+    patient_ref: str | None
+    eye: str
+
+
+@dataclass(frozen=True)
+class _Inspected:
+    decoded: DecodedImage
+    sha256: str
+
+
+def clean_filename(filename: str | None) -> str:
+    """The client's file name as display metadata only: no path, no control characters."""
+    name = unicodedata.normalize("NFC", filename or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE_FILENAME_CHARS.sub("", name).strip()
+    return name[:255] or "upload"
+
+
+def _inspect(data: bytes, settings: Settings, classifier: Classifier) -> _Inspected:
+    manifest = classifier.manifest
+    decoded = decode_upload(
+        data,
+        max_pixels=settings.max_image_pixels,
+        fast_jpeg=settings.fast_jpeg_decode,
+        input_size=manifest.input_size,
+        mean=manifest.mean,
+        std=manifest.std,
+    )
+    return _Inspected(decoded, hashlib.sha256(data).hexdigest())
+
+
+async def create_prediction(
+    upload: Upload,
+    *,
+    user: User,
+    session: AsyncSession,
+    storage: ImageStore,
+    classifier: Classifier,
+    settings: Settings,
+) -> Prediction:
+    if not upload.data:
+        raise AppError(422, "INVALID_IMAGE", "The file is empty.")
+    if len(upload.data) > settings.max_upload_bytes:
+        raise AppError(
+            413, "FILE_TOO_LARGE", f"The file is larger than the {settings.max_upload_mb} MB limit."
+        )
+    try:
+        inspected = await run_in_threadpool(_inspect, upload.data, settings, classifier)
+    except ImageRejected as exc:
+        raise AppError(exc.status_code, exc.code, exc.detail) from exc
+    decoded = inspected.decoded
+
+    try:
+        result = await classifier.classify(decoded.array)
+    except ModelUnavailable as exc:
+        log.error("inference failed", exc_info=exc)
+        detail = "The model is unavailable; try again"
+        raise ServiceUnavailable("MODEL_UNAVAILABLE", detail) from exc
+
+    now = utcnow()
+    key = new_image_key(decoded.extension, now)
+    await storage.put(key, upload.data, decoded.content_type)  # StorageUnavailable -> 503
+
+    codes = list(classifier.manifest.codes)
+    row = Prediction(
+        user_id=user.id,
+        created_at=now,
+        image_key=key,
+        original_filename=clean_filename(upload.filename),
+        content_type=decoded.content_type,
+        size_bytes=len(upload.data),
+        width=decoded.width,
+        height=decoded.height,
+        sha256=inspected.sha256,
+        patient_ref=upload.patient_ref,
+        eye=upload.eye,
+        predicted_class=codes[result.top],
+        probability=result.top_probability,
+        probabilities=result.probabilities,
+        class_codes=codes,
+        model_version=classifier.version,
+        model_demo=classifier.demo,
+        backend=classifier.backend_name,
+        inference_ms=round(result.inference_ms, 3),
+    )
+    try:
+        session.add(row)
+        await session.commit()
+    except Exception:
+        # An orphan object is tolerable; a row pointing at nothing is not, so only a
+        # failed write (never a cancelled, possibly committed one) discards the object.
+        await session.rollback()
+        await _discard_object(storage, key)
+        raise
+    return row
+
+
+async def _discard_object(storage: ImageStore, key: str) -> None:
+    try:
+        await storage.delete(key)
+    except Exception:
+        log.exception("could not remove image %s after a failed database write", key)
