@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from app.api.errors import install_error_handlers
 from app.api.routes import auth, health, history, home, predict
@@ -66,7 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings.check_production()
     configure_logging(settings.log_level)
 
-    app = FastAPI(
+    # Swagger UI and ReDoc served from the package, not a CDN: /docs works on a closed
+    # hospital network too.
+    app = FastAPIOffline(
         title="OcuPredict API",
         version="1.0.0",
         description=(

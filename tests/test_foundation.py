@@ -89,10 +89,16 @@ async def test_validation_error_shape(client: httpx.AsyncClient) -> None:
     assert "health-live" in ops and "health-ready" in ops
 
 
-async def test_docs_serves_swagger_ui(client: httpx.AsyncClient) -> None:
+async def test_docs_serves_swagger_ui_without_a_cdn(client: httpx.AsyncClient) -> None:
+    import re
+
     response = await client.get("/docs")
     assert response.status_code == 200
     assert "swagger-ui" in response.text
+    assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", response.text)
+    assert assets and all(url.startswith("/") for url in assets), assets
+    for url in assets:
+        assert (await client.get(url)).status_code == 200, url
 
 
 def test_production_refuses_default_secret(tmp_path) -> None:
