@@ -8,7 +8,7 @@ PORT   ?= 8000
 # The stamp is rebuilt whenever pyproject.toml changes, so `make` reinstalls only then.
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install run migrate test test-mariadb lint typecheck openapi clean
+.PHONY: install run migrate test test-mariadb lint typecheck openapi client e2e clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,29 @@ lint: install
 typecheck: install
 	$(BIN)/mypy app
 
+# The committed schema snapshot the TypeScript client is generated from. Written with the
+# default settings whatever the environment (no .env, API_PREFIX unset), keys sorted.
 openapi: install
-	$(BIN)/ocupredict openapi --output docs/openapi.json
+	cd docs && env -u API_PREFIX ENVIRONMENT=development \
+		$(abspath $(BIN))/ocupredict openapi --output openapi.json
+
+# TypeScript client: Node packages from the lock file, generated from docs/openapi.json
+# with @hey-api/openapi-ts, type-checked with tsc --strict, compiled with the e2e scripts.
+NPM_DIR := clients/typescript
+$(NPM_DIR)/node_modules/.package-lock.json: $(NPM_DIR)/package.json $(NPM_DIR)/package-lock.json
+	cd $(NPM_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+client: $(NPM_DIR)/node_modules/.package-lock.json
+	cd $(NPM_DIR) && npm run generate && npm run typecheck && npm run build
+
+# The contract proven by real clients against a live server (uvicorn + aiosmtpd on
+# loopback): the Node flow with the generated client, Swagger UI in headless Chromium
+# (Debian's /usr/bin/chromium) and schemathesis over every operation. See e2e/run.py.
+e2e: install client
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_openapi_snapshot.py
+	$(BIN)/python e2e/run.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(NPM_DIR)/node_modules $(NPM_DIR)/src/client $(NPM_DIR)/dist

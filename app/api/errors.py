@@ -105,9 +105,58 @@ def error_response(
     )
 
 
+# What each status means here, and a typical body (the route's description names its codes).
+_ERROR_DOCS: dict[int, tuple[str, Any, str]] = {
+    400: (
+        "The request was understood but refused",
+        "The code is wrong, expired or already used",
+        "INVALID_CODE",
+    ),
+    401: (
+        "Missing, expired or invalid bearer token (or credentials)",
+        "Not authenticated",
+        "NOT_AUTHENTICATED",
+    ),
+    403: ("Not allowed", "Verify the email address first", "EMAIL_NOT_VERIFIED"),
+    404: ("Not found (also another user's resource)", "Not found", "NOT_FOUND"),
+    409: (
+        "Conflict with the current state",
+        "A verified account with this email exists",
+        "EMAIL_TAKEN",
+    ),
+    413: ("The upload is too large", "The file is larger than 15 MB", "FILE_TOO_LARGE"),
+    415: ("Not a JPEG or PNG", "Only JPEG and PNG images are accepted", "UNSUPPORTED_MEDIA_TYPE"),
+    422: (
+        "The request does not validate",
+        [{"type": "missing", "loc": ["body", "email"], "msg": "Field required"}],
+        "VALIDATION_ERROR",
+    ),
+    429: (
+        "Too many requests; see Retry-After",
+        "Too many requests; try again later",
+        "RATE_LIMITED",
+    ),
+    503: (
+        "A dependency is unavailable; try again",
+        "The image store is unavailable; try again",
+        "STORAGE_UNAVAILABLE",
+    ),
+}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` entries so the generated client knows each route's error shape."""
-    return {code: {"model": ErrorBody} for code in codes}
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        entry: dict[str, Any] = {"model": ErrorBody}
+        if code in _ERROR_DOCS:
+            description, detail, machine_code = _ERROR_DOCS[code]
+            entry["description"] = description
+            entry["content"] = {
+                "application/json": {"example": {"detail": detail, "code": machine_code}}
+            }
+        responses[code] = entry
+    return responses
 
 
 async def _app_error(_: Request, exc: Exception) -> JSONResponse:
@@ -117,6 +166,14 @@ async def _app_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # Our own 400s are AppErrors (INVALID_CODE, ...). A bare 400 HTTPException comes
+        # only from FastAPI/Starlette failing to parse the body (JSON that is not UTF-8, a
+        # multipart body without its boundary): a validation error like malformed JSON,
+        # 422 VALIDATION_ERROR, which every route with a body declares.
+        detail = exc.detail if isinstance(exc.detail, str) else "The body could not be parsed"
+        problem = {"type": "body_unparsable", "loc": ["body"], "msg": detail}
+        return error_response(422, "VALIDATION_ERROR", [problem])
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
     return error_response(exc.status_code, code, detail, getattr(exc, "headers", None))

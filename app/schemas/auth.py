@@ -40,6 +40,8 @@ EmailField = Annotated[
 
 
 class RegisterRequest(BaseModel):
+    """A new account; it can log in once the emailed code is verified."""
+
     email: EmailField
     password: NewPassword
     name: Name
@@ -49,21 +51,29 @@ class RegisterRequest(BaseModel):
 
 
 class VerifyRequest(BaseModel):
+    """The code emailed at registration (or by /auth/verify/resend)."""
+
     email: EmailField
     code: Code
 
 
 class EmailRequest(BaseModel):
+    """An email address to send a code to."""
+
     email: EmailField
 
 
 class ResetPasswordRequest(BaseModel):
+    """The code emailed by /auth/password/forgot and the new password."""
+
     email: EmailField
     code: Code
     new_password: NewPassword
 
 
 class RefreshRequest(BaseModel):
+    """A refresh token to trade (refresh) or to end (logout)."""
+
     refresh_token: str = Field(
         min_length=1,
         max_length=2048,
@@ -73,11 +83,15 @@ class RefreshRequest(BaseModel):
 
 
 class UpdateMeRequest(BaseModel):
+    """The profile fields to change; omitted fields stay as they are."""
+
     name: Name | None = None
     locale: Locale | None = Field(None, examples=["en"])
 
 
 class ChangePasswordRequest(BaseModel):
+    """The current password, to prove it is the account holder, and the new one."""
+
     current_password: str = Field(min_length=1, max_length=1024, examples=["old-password-1"])
     new_password: NewPassword
 

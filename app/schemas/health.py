@@ -6,17 +6,23 @@ from pydantic import BaseModel, Field
 
 
 class Live(BaseModel):
+    """The process is up."""
+
     status: Literal["ok"] = "ok"
 
 
 class ModelStatus(BaseModel):
+    """The classifier of this process."""
+
     version: str | None = Field(None, description="sha256[:12] of the weights file")
     demo: bool | None = Field(None, description="True when demo (untrained) weights are loaded")
     backend: str | None = Field(None, description="Inference backend: onnx or torch")
-    ready: bool = False
+    ready: bool = Field(False, description="Weights loaded and warmed up")
 
 
 class Ready(BaseModel):
+    """Readiness of each dependency; 503 with the same body names the part not ready."""
+
     status: Literal["ready", "not_ready"]
     database: Literal["ok", "error"]
     storage: Literal["ok", "error", "not_configured"] = "not_configured"

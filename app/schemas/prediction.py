@@ -17,49 +17,66 @@ LabelFor = Callable[[str], str]
 
 
 class ClassProbability(BaseModel):
-    class_code: str = Field(examples=["glaucoma"])
+    """One class of the model and its probability."""
+
+    class_code: str = Field(
+        description="Stable class code: glaucoma, diabetic_retinopathy, normal, cataract "
+        "(or another class of the model's manifest)",
+        examples=["glaucoma"],
+    )
     label: str = Field(description="Class name in the user's locale", examples=["Glaucoma"])
     probability: float = Field(ge=0, le=1, examples=[0.91])
 
 
 class ImageInfo(BaseModel):
+    """The uploaded image as stored (validated from its bytes)."""
+
     filename: str = Field(description="The uploaded file's name, kept as metadata only")
     content_type: Literal["image/jpeg", "image/png"]
     width: int = Field(description="Width of the original image (after EXIF orientation)")
-    height: int
-    size_bytes: int
-    sha256: str
+    height: int = Field(description="Height of the original image (after EXIF orientation)")
+    size_bytes: int = Field(description="Size of the stored file in bytes")
+    sha256: str = Field(description="Hex sha256 of the stored bytes (also the image's ETag)")
 
 
 class ModelInfo(BaseModel):
+    """The model that produced the result."""
+
     version: str = Field(description="sha256[:12] of the weights file", examples=["3f2a9c01b7de"])
     demo: bool = Field(description="True when untrained demo weights produced this result")
-    backend: str = Field(examples=["onnx"])
+    backend: str = Field(description="Inference backend: onnx or torch", examples=["onnx"])
 
 
 class Feedback(BaseModel):
+    """The doctor's verdict on the prediction (PUT /history/{id}/feedback)."""
+
     verdict: Verdict
     correct_class: str | None = Field(None, description="The doctor's class when incorrect")
-    comment: str | None = None
-    updated_at: AwareDatetime
+    comment: str | None = Field(None, description="Free text, up to 1000 characters")
+    updated_at: AwareDatetime = Field(description="When the verdict was last set")
 
 
 class PredictionSummary(BaseModel):
-    id: int
-    created_at: AwareDatetime
-    patient_ref: str | None
+    """A prediction as listed by GET /history (no image URL)."""
+
+    id: int = Field(description="Prediction id (path parameter of the history routes)")
+    created_at: AwareDatetime = Field(description="When it was classified (ISO 8601, UTC)")
+    patient_ref: str | None = Field(description="The clinic's patient reference, if sent")
     eye: Eye
     image: ImageInfo
     result: ClassProbability = Field(description="The most probable class")
     probabilities: list[ClassProbability] = Field(description="Every class, in model order")
     model: ModelInfo
-    inference_ms: float
-    feedback: Feedback | None
+    inference_ms: float = Field(description="Model time for this image, in milliseconds")
+    feedback: Feedback | None = Field(description="null until the doctor gives a verdict")
 
 
 class Prediction(PredictionSummary):
+    """One classified image: the result, every class's probability, the stored image's
+    metadata and a short-lived URL to fetch it (usable in an <img> tag)."""
+
     image_url: str = Field(description="Short-lived URL of the stored image")
-    image_url_expires_at: AwareDatetime
+    image_url_expires_at: AwareDatetime = Field(description="When image_url stops working")
 
 
 def summary_from_row(row: PredictionRow, label_for: LabelFor) -> PredictionSummary:

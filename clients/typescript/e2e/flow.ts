@@ -1,0 +1,165 @@
+/**
+ * The whole front-end journey through the generated client, against a live server:
+ * register -> verify with the emailed code -> log in -> upload a JPEG to /predict ->
+ * list history -> read the detail -> fetch the image through image_url -> set feedback ->
+ * read stats -> refresh -> log out. Every call must answer the status the contract
+ * promises; anything else fails the run (exit code 1).
+ *
+ * Environment: OCUPREDICT_URL, OCUPREDICT_MAIL_DIR, OCUPREDICT_E2E_JPEG (see e2e/run.py).
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+
+import { Auth, Health, History, Home, Predict } from '../src/client/index.js';
+import {
+  check,
+  env,
+  expectError,
+  expectStatus,
+  run,
+  uniqueEmail,
+  useAccessToken,
+  verifiedAccount,
+} from './support.js';
+
+const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+run('e2e flow', async () => {
+  const jpegPath = env('OCUPREDICT_E2E_JPEG');
+  const jpeg = new Uint8Array(await readFile(jpegPath));
+  const email = uniqueEmail('flow');
+  const password = 'e2e-Password-0123';
+
+  console.log('health');
+  const { data: ready } = await expectStatus('health.ready', Health.ready(), 200);
+  check(ready.status === 'ready', `ready status ${ready.status}`);
+
+  console.log('register, verify, log in');
+  const { user } = await verifiedAccount(email, password, 'Dra. E2E Flow');
+  check(user.email === email && !user.is_verified, `registered user ${JSON.stringify(user)}`);
+  await expectError(
+    'auth.login (wrong password)',
+    Auth.login({ body: { username: email, password: 'not-the-password' } }),
+    401,
+    'INVALID_CREDENTIALS',
+  );
+  const { data: login } = await expectStatus(
+    'auth.login',
+    Auth.login({ body: { username: email, password } }),
+    200,
+  );
+  check(login.token_type === 'bearer' && login.expires_in > 0, 'a bearer token pair');
+  useAccessToken(login.access_token);
+  const { data: me } = await expectStatus('auth.readMe', Auth.readMe(), 200);
+  check(me.email === email && me.is_verified && me.locale === 'en', `me ${JSON.stringify(me)}`);
+
+  console.log('predict');
+  const filename = path.basename(jpegPath);
+  const { data: prediction } = await expectStatus(
+    'predict.create',
+    Predict.create({
+      body: {
+        file: new File([jpeg], filename, { type: 'image/jpeg' }),
+        patient_ref: 'E2E-0001',
+        eye: 'left',
+      },
+    }),
+    201,
+  );
+  const total = prediction.probabilities.reduce((sum, p) => sum + p.probability, 0);
+  check(Math.abs(total - 1) < 1e-3, `probabilities sum to ${total}`);
+  check(prediction.image.content_type === 'image/jpeg', 'stored as image/jpeg');
+  check(prediction.image.filename === filename, `filename ${prediction.image.filename}`);
+  check(prediction.image.sha256 === sha256(jpeg), 'sha256 of the upload');
+  check(prediction.patient_ref === 'E2E-0001' && prediction.eye === 'left', 'form fields');
+  check(prediction.model.demo, 'the e2e server runs the demo weights');
+  check(prediction.feedback === null, 'no feedback yet');
+  console.log(
+    `      ${prediction.result.class_code} (${prediction.result.label}) ` +
+      `p=${prediction.result.probability.toFixed(3)} in ${prediction.inference_ms.toFixed(1)} ms`,
+  );
+
+  console.log('history');
+  const { data: page } = await expectStatus(
+    'history.list',
+    History.list({ query: { page: 1, page_size: 10, sort: 'created_at', order: 'desc' } }),
+    200,
+  );
+  check(page.total === 1 && page.items[0]?.id === prediction.id, `page ${JSON.stringify(page)}`);
+  const { data: found } = await expectStatus(
+    'history.list (q=E2E)',
+    History.list({ query: { q: 'E2E', feedback: 'none' } }),
+    200,
+  );
+  check(found.total === 1, `filtered total ${found.total}`);
+  const { data: detail } = await expectStatus(
+    'history.read',
+    History.read({ path: { id: prediction.id } }),
+    200,
+  );
+  check(detail.id === prediction.id && detail.image_url.length > 0, 'detail with image_url');
+
+  console.log('image');
+  // image_url is signed: an <img> tag (no Authorization header) can load it.
+  const viaUrl = await fetch(detail.image_url);
+  check(viaUrl.status === 200, `GET image_url answered ${viaUrl.status}`);
+  check(viaUrl.headers.get('content-type') === 'image/jpeg', 'image_url content type');
+  check(sha256(new Uint8Array(await viaUrl.arrayBuffer())) === sha256(jpeg), 'image_url bytes');
+  console.log('  ok  GET image_url (no Authorization header) -> 200, same bytes');
+  const { data: blob } = await expectStatus(
+    'history.image (bearer)',
+    History.image({ path: { id: prediction.id }, parseAs: 'blob' }),
+    200,
+  );
+  check(sha256(new Uint8Array(await blob.arrayBuffer())) === sha256(jpeg), 'history.image bytes');
+
+  console.log('feedback');
+  const other = prediction.probabilities.find((p) => p.class_code !== prediction.result.class_code);
+  check(other, 'another class to correct to');
+  const { data: withFeedback } = await expectStatus(
+    'history.setFeedback',
+    History.setFeedback({
+      path: { id: prediction.id },
+      body: { verdict: 'incorrect', correct_class: other.class_code, comment: 'e2e check' },
+    }),
+    200,
+  );
+  check(
+    withFeedback.feedback?.verdict === 'incorrect' &&
+      withFeedback.feedback.correct_class === other.class_code,
+    `feedback ${JSON.stringify(withFeedback.feedback)}`,
+  );
+
+  console.log('stats');
+  const { data: stats } = await expectStatus(
+    'home.stats',
+    Home.stats({ query: { range: 'week', tz: 'UTC' } }),
+    200,
+  );
+  check(stats.mine.total === 1 && stats.mine.with_feedback === 1, `mine ${JSON.stringify(stats.mine)}`);
+  check(stats.mine.correct === 0 && stats.mine.correct_pct === 0, 'the one verdict is incorrect');
+  check(stats.overall.total >= 1, 'overall counts everyone');
+
+  console.log('refresh, log out');
+  const { data: refreshed } = await expectStatus(
+    'auth.refresh',
+    Auth.refresh({ body: { refresh_token: login.refresh_token } }),
+    200,
+  );
+  check(refreshed.refresh_token !== login.refresh_token, 'a new refresh token');
+  useAccessToken(refreshed.access_token);
+  await expectStatus('auth.readMe (new access token)', Auth.readMe(), 200);
+  await expectStatus(
+    'auth.logout',
+    Auth.logout({ body: { refresh_token: refreshed.refresh_token } }),
+    204,
+  );
+  await expectError(
+    'auth.refresh (logged-out token)',
+    Auth.refresh({ body: { refresh_token: refreshed.refresh_token } }),
+    401,
+    'INVALID_TOKEN',
+  );
+  await expectError('auth.readMe (ended session)', Auth.readMe(), 401, 'NOT_AUTHENTICATED');
+});

@@ -1,0 +1,1 @@
+"""End-to-end checks against a live server: see run.py."""

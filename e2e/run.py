@@ -1,0 +1,288 @@
+"""`make e2e`: the contract checked by real clients against a live server.
+
+1. An aiosmtpd process on 127.0.0.1 captures the mail (e2e/mailsink.py writes one JSON
+   file per message; the clients read the one-time codes from there).
+2. `ocupredict migrate` + `ocupredict serve` (uvicorn) on a free loopback port, with a
+   temporary SQLite database, the local image store, SMTP to the sink and demo weights.
+3. Against it, each a separate client process:
+   - flow:    the Node end-to-end flow with the generated TypeScript client
+              (clients/typescript/dist/e2e/flow.js);
+   - swagger: Swagger UI at /docs in headless Chromium (dist/e2e/swagger.js);
+   - schemathesis: e2e/test_schemathesis_live.py under pytest (every operation).
+4. Everything is stopped; the run exits 1 if any step failed, after all steps ran
+   (`--only flow,swagger` runs a subset).
+
+The TypeScript sources must be generated and compiled first (`make e2e` does it). The
+temporary directory is printed and kept (after a passing run only the database, logs,
+captured mail, screenshots and case counts; everything after a failing one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT_DIR = ROOT / "clients" / "typescript"
+BIN = Path(sys.executable).parent
+STEPS = ("flow", "swagger", "schemathesis")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+                last = f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} not ready after {timeout:.0f} s ({last})")
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+def stop(proc: subprocess.Popen[bytes], name: str) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            print(f"{name} did not stop on SIGTERM; killing it", flush=True)
+            proc.kill()
+            proc.wait(5)
+
+
+@contextlib.contextmanager
+def background(
+    args: list[str], log: Path, env: dict[str, str], cwd: Path, name: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        try:
+            yield proc
+        finally:
+            stop(proc, name)
+
+
+def make_jpeg(path: Path) -> None:
+    """A 320x240 fundus-like JPEG (a warm disc on black) made with Pillow."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (320, 240), "black")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((40, 10, 280, 230), fill=(170, 70, 30))
+    draw.ellipse((190, 90, 240, 140), fill=(250, 210, 150))
+    for i in range(6):
+        draw.line((215, 115, 60 + 40 * i, 20 + 35 * (i % 3)), fill=(120, 20, 20), width=3)
+    image.save(path, "JPEG", quality=90)
+
+
+def server_env(tmp: Path, smtp_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OCUPREDICT_",))}
+    env.update(
+        {
+            "ENVIRONMENT": "development",
+            "API_PREFIX": "/api/v1",
+            "LOG_LEVEL": "INFO",
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'e2e.db'}",
+            "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+            "STORAGE_BACKEND": "local",
+            "LOCAL_STORAGE_DIR": str(tmp / "images"),
+            "MAIL_BACKEND": "smtp",
+            "MAIL_SERVER": "127.0.0.1",
+            "MAIL_PORT": str(smtp_port),
+            "MAIL_USERNAME": "",
+            "MAIL_STARTTLS": "false",
+            "MAIL_SSL_TLS": "false",
+            "MAIL_FROM": "no-reply@ocupredict.local",
+            "MODEL_CACHE_DIR": str(tmp / "model-cache"),
+            "INFERENCE_BACKEND": os.environ.get("E2E_INFERENCE_BACKEND", "auto"),
+            "CORS_ORIGINS": "",
+            "TRUSTED_PROXIES": "",
+            # Every client here shares 127.0.0.1: with the per-IP limits of a clinic's NAT,
+            # schemathesis' wrong codes would lock the whole run out after 50 tries and
+            # the fuzzing would stop at 429 instead of reaching the handlers. The
+            # per-account limits stay at their defaults (their 429s are still exercised).
+            "IP_MAX_FAILURES": "1000000",
+            "MAIL_REQUESTS_PER_IP": "1000000",
+        }
+    )
+    for name in ("MODEL_SOURCE", "MODEL_S3_KEY", "S3_ENDPOINT_URL", "TEST_DATABASE_URL"):
+        env.pop(name, None)
+    return env
+
+
+def run_step(name: str, args: list[str], env: dict[str, str], cwd: Path, timeout: float) -> bool:
+    print(f"\n== e2e: {name}", flush=True)
+    started = time.monotonic()
+    try:
+        result = subprocess.run(args, env=env, cwd=cwd, timeout=timeout, check=False)
+        ok = result.returncode == 0
+        status = "passed" if ok else f"FAILED (exit {result.returncode})"
+    except subprocess.TimeoutExpired:
+        ok, status = False, f"FAILED (timed out after {timeout:.0f} s)"
+    print(f"== e2e: {name} {status} in {time.monotonic() - started:.1f} s", flush=True)
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}"
+    )
+    args = parser.parse_args(argv)
+    steps = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(steps) - set(STEPS)
+    if unknown:
+        parser.error(f"unknown steps: {', '.join(sorted(unknown))}")
+    for name in ("flow", "swagger"):
+        if name in steps and not (CLIENT_DIR / "dist" / "e2e" / f"{name}.js").exists():
+            parser.error(f"clients/typescript/dist/e2e/{name}.js is missing: run `make e2e`")
+
+    tmp = Path(tempfile.mkdtemp(prefix="ocupredict-e2e-"))
+    mail_dir, shots = tmp / "mail", tmp / "screenshots"
+    mail_dir.mkdir()
+    shots.mkdir()
+    print(f"e2e: working directory {tmp}", flush=True)
+    jpeg = tmp / "fundus-e2e.jpg"
+    make_jpeg(jpeg)
+
+    smtp_port, http_port = free_port(), free_port()
+    env = server_env(tmp, smtp_port)
+    base_url = f"http://127.0.0.1:{http_port}"
+    results: dict[str, bool] = {}
+    smtp_env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    smtp_args = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}"]
+    smtp_args += ["-c", "e2e.mailsink.FileSink", str(mail_dir)]
+    server_log = tmp / "server.log"
+    try:
+        with background(smtp_args, tmp / "smtp.log", smtp_env, ROOT, "aiosmtpd") as smtp:
+            wait_for_port(smtp_port, smtp, 30)
+            print(f"e2e: aiosmtpd on 127.0.0.1:{smtp_port} writing to {mail_dir}", flush=True)
+            migrate = subprocess.run(
+                [str(BIN / "ocupredict"), "migrate"],
+                env=env,
+                cwd=tmp,
+                capture_output=True,
+                check=False,
+            )
+            if migrate.returncode != 0:
+                sys.stdout.write(migrate.stdout.decode() + migrate.stderr.decode())
+                raise RuntimeError("ocupredict migrate failed")
+            serve = [str(BIN / "ocupredict"), "serve", "--host", "127.0.0.1"]
+            serve += ["--port", str(http_port)]
+            with background(serve, server_log, env, tmp, "uvicorn") as server:
+                wait_ready(f"{base_url}/api/v1/health/ready", server, 300)
+                print(f"e2e: server ready at {base_url}", flush=True)
+                client_env = {
+                    **os.environ,
+                    "OCUPREDICT_URL": base_url,
+                    "OCUPREDICT_MAIL_DIR": str(mail_dir),
+                    "OCUPREDICT_E2E_JPEG": str(jpeg),
+                    "OCUPREDICT_SCREENSHOT_DIR": str(shots),
+                    # Hypothesis' caches go with the run, not into the work tree.
+                    "HYPOTHESIS_STORAGE_DIRECTORY": str(tmp / "hypothesis"),
+                }
+                node = os.environ.get("NODE", "node")
+                if "flow" in steps:
+                    results["flow"] = run_step(
+                        "Node flow (generated TypeScript client)",
+                        [node, "dist/e2e/flow.js"],
+                        client_env,
+                        CLIENT_DIR,
+                        120,
+                    )
+                if "swagger" in steps:
+                    results["swagger"] = run_step(
+                        "Swagger UI in headless Chromium",
+                        [node, "dist/e2e/swagger.js"],
+                        client_env,
+                        CLIENT_DIR,
+                        180,
+                    )
+                if "schemathesis" in steps:
+                    results["schemathesis"] = run_step(
+                        "schemathesis (every operation)",
+                        [
+                            sys.executable,
+                            "-m",
+                            "pytest",
+                            str(ROOT / "e2e" / "test_schemathesis_live.py"),
+                            "-p",
+                            "no:cacheprovider",
+                            "-q",
+                            "-s",
+                        ],
+                        client_env,
+                        ROOT,
+                        420,
+                    )
+                if server.poll() is not None:
+                    print(f"e2e: the server died (exit {server.returncode})", flush=True)
+                    results["server"] = False
+    except RuntimeError as exc:
+        print(f"e2e: {exc}", flush=True)
+        results["setup"] = False
+
+    failed = [name for name, ok in results.items() if not ok]
+    if failed:
+        print(f"\n-- last lines of {server_log}\n{tail(server_log)}", flush=True)
+    else:  # keep the logs, mail and screenshots; drop the bulky parts
+        for bulky in ("model-cache", "images", "hypothesis"):
+            shutil.rmtree(tmp / bulky, ignore_errors=True)
+    print(f"\ne2e: working directory kept at {tmp}")
+    for name, ok in results.items():
+        print(f"e2e: {name:<13} {'passed' if ok else 'FAILED'}")
+    if failed or not results:
+        print(f"e2e: {len(results) - len(failed)} passed, {len(failed)} failed")
+        return 1
+    print(f"e2e: {len(results)} passed, 0 failed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

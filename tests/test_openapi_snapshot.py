@@ -1,0 +1,154 @@
+"""The committed OpenAPI snapshot (docs/openapi.json) is the app's schema, and the schema
+keeps the conventions the generated TypeScript client relies on.
+
+The client in clients/typescript is generated from the snapshot, so a change to a route or
+a schema that is not followed by `make openapi` fails here first.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import Settings
+from app.main import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAPSHOT = ROOT / "docs" / "openapi.json"
+METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
+ERROR_REF = "#/components/schemas/ErrorBody"
+
+
+def app_schema() -> dict[str, Any]:
+    """The schema as `make openapi` writes it: default settings, JSON round trip."""
+    settings = Settings(_env_file=None, api_prefix="/api/v1")  # type: ignore[call-arg]
+    return json.loads(json.dumps(create_app(settings).openapi()))
+
+
+def differences(expected: Any, actual: Any, path: str = "") -> Iterator[str]:
+    """JSON pointers where two documents differ, with a short description."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        for key in sorted(expected.keys() | actual.keys(), key=str):
+            where = f"{path}/{str(key).replace('~', '~0').replace('/', '~1')}"
+            if key not in actual:
+                yield f"{where}: only in the snapshot"
+            elif key not in expected:
+                yield f"{where}: only in the app"
+            else:
+                yield from differences(expected[key], actual[key], where)
+    elif isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        for index, (a, b) in enumerate(zip(expected, actual, strict=True)):
+            yield from differences(a, b, f"{path}/{index}")
+    elif expected != actual:
+        before, after = json.dumps(expected)[:80], json.dumps(actual)[:80]
+        yield f"{path or '/'}: snapshot {before} != app {after}"
+
+
+def operations(schema: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield method.upper(), path, operation
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    return app_schema()
+
+
+def test_snapshot_matches_the_app(schema: dict[str, Any]) -> None:
+    assert SNAPSHOT.exists(), "docs/openapi.json is missing: run `make openapi` and commit it"
+    snapshot = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
+    diff = list(differences(snapshot, schema))
+    assert not diff, (
+        "docs/openapi.json differs from the app's OpenAPI schema; run `make openapi` and "
+        "commit docs/openapi.json (the TypeScript client is generated from it):\n  "
+        + "\n  ".join(diff[:25])
+        + (f"\n  ... and {len(diff) - 25} more" if len(diff) > 25 else "")
+    )
+
+
+def test_snapshot_is_written_deterministically() -> None:
+    """`make openapi` output: sorted keys, two-space indent, trailing newline."""
+    text = SNAPSHOT.read_text(encoding="utf-8")
+    data = json.loads(text)
+    assert text == json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n", (
+        "docs/openapi.json was not written by `make openapi`; run it"
+    )
+
+
+def test_a_changed_response_field_is_caught(schema: dict[str, Any]) -> None:
+    """The comparison above does notice a renamed response field (the drift it guards)."""
+    changed = copy.deepcopy(schema)
+    user = changed["components"]["schemas"]["User"]
+    user["properties"]["mail"] = user["properties"].pop("email")
+    diff = list(differences(schema, changed))
+    assert "/components/schemas/User/properties/email: only in the snapshot" in diff
+    assert "/components/schemas/User/properties/mail: only in the app" in diff
+
+
+def test_operation_ids_are_tag_dash_function(schema: dict[str, Any]) -> None:
+    seen = set()
+    for method, path, operation in operations(schema):
+        op_id = operation.get("operationId", "")
+        tags = operation.get("tags", [])
+        assert len(tags) == 1, f"{method} {path}: exactly one tag, got {tags}"
+        assert re.fullmatch(rf"{tags[0]}-[a-z][a-z0-9_]*", op_id), (
+            f"{method} {path}: operation id {op_id!r} is not '{tags[0]}-<function>'"
+        )
+        assert op_id not in seen, f"duplicate operation id {op_id}"
+        seen.add(op_id)
+        assert operation.get("summary"), f"{op_id}: no summary"
+
+
+def test_every_error_response_is_the_error_body(schema: dict[str, Any]) -> None:
+    """4xx/5xx answers are declared with the {"detail", "code"} model, so the generated
+    client types them; health-ready's 503 is its Ready body by design."""
+    problems = []
+    for method, path, operation in operations(schema):
+        for status, response in operation["responses"].items():
+            if not status.startswith(("4", "5")):
+                continue
+            if operation["operationId"] == "health-ready" and status == "503":
+                continue
+            ref = response.get("content", {}).get("application/json", {}).get("schema", {})
+            if ref.get("$ref") != ERROR_REF:
+                problems.append(f"{method} {path} {status}: {ref}")
+    assert not problems, "error responses not declared with ErrorBody:\n" + "\n".join(problems)
+
+
+def test_routes_declare_the_errors_they_can_answer(schema: dict[str, Any]) -> None:
+    problems = []
+    for method, path, operation in operations(schema):
+        statuses = set(operation["responses"])
+        if operation.get("security") and "401" not in statuses:
+            problems.append(f"{method} {path}: bearer-secured but no 401")
+        takes_input = operation.get("parameters") or operation.get("requestBody")
+        if takes_input and "422" not in statuses:
+            problems.append(f"{method} {path}: takes input but no 422")
+    assert not problems, "\n".join(problems)
+
+
+def test_error_body_shape(schema: dict[str, Any]) -> None:
+    body = schema["components"]["schemas"]["ErrorBody"]
+    assert set(body["required"]) == {"detail", "code"}
+    assert "HTTPValidationError" not in schema["components"]["schemas"], (
+        "some route still documents FastAPI's default 422 body instead of ErrorBody"
+    )
+
+
+def test_response_models_are_described(schema: dict[str, Any]) -> None:
+    """A front-end developer reads these in the generated types and in /docs."""
+    undocumented = []
+    for name, component in schema["components"]["schemas"].items():
+        if name.startswith("Body_") or name == "ValidationError":
+            continue  # FastAPI's generated form bodies / pydantic's validation item
+        if not component.get("description"):
+            undocumented.append(name)
+    assert not undocumented, f"schemas without a description: {', '.join(sorted(undocumented))}"
