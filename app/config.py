@@ -92,7 +92,8 @@ class Settings(BaseSettings):
     max_batch: int = Field(8, ge=1, le=256)
     batch_wait_ms: float = Field(5, ge=0, le=1000)
     fast_jpeg_decode: bool = True
-    inference_threads: int | None = Field(None, ge=1)
+    inference_threads: int | None = Field(None, ge=1)  # the model's cores (default: all)
+    inference_workers: int | None = Field(None, ge=1, le=64)  # batch threads (default: 2)
 
     # Uploads
     max_upload_mb: int = Field(15, ge=1, le=200)

@@ -41,9 +41,10 @@ def arrays(count: int) -> list[FloatArray]:
     return [rng.standard_normal((3, 8, 8)).astype(np.float32) for _ in range(count)]
 
 
-async def test_concurrent_submits_resolve_to_their_own_rows() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_concurrent_submits_resolve_to_their_own_rows(workers: int) -> None:
     backend = FakeBackend()
-    batcher = MicroBatcher(backend.run, max_batch=4, wait_ms=20)
+    batcher = MicroBatcher(backend.run, max_batch=4, wait_ms=20, workers=workers)
     try:
         inputs = arrays(20)
         results = await asyncio.gather(*(batcher.submit(a) for a in inputs))
@@ -103,10 +104,11 @@ async def test_cancelled_caller_does_not_disturb_the_others() -> None:
         await batcher.close()
 
 
-async def test_close_drains_queued_work_then_refuses() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_close_drains_queued_work_then_refuses(workers: int) -> None:
     backend = FakeBackend()
     backend.gate.clear()
-    batcher = MicroBatcher(backend.run, max_batch=2, wait_ms=0)
+    batcher = MicroBatcher(backend.run, max_batch=2, wait_ms=0, workers=workers)
     pending = [asyncio.ensure_future(batcher.submit(a)) for a in arrays(5)]
     await asyncio.sleep(0.02)
     closing = asyncio.ensure_future(batcher.close())
@@ -114,7 +116,7 @@ async def test_close_drains_queued_work_then_refuses() -> None:
     backend.gate.set()
     await closing
     assert len(await asyncio.gather(*pending)) == 5
-    assert not batcher._thread.is_alive()
+    assert not any(thread.is_alive() for thread in batcher._threads)
     with pytest.raises(ModelUnavailable, match="closed"):
         await batcher.submit(arrays(1)[0])
     await batcher.close()  # idempotent

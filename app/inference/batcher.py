@@ -44,18 +44,30 @@ class _Item:
 
 class MicroBatcher:
     def __init__(
-        self, run: RunBatch, *, max_batch: int, wait_ms: float, name: str = "inference"
+        self,
+        run: RunBatch,
+        *,
+        max_batch: int,
+        wait_ms: float,
+        workers: int = 1,
+        name: str = "inference",
     ) -> None:
-        if max_batch < 1:
-            raise ValueError("max_batch must be >= 1")
+        if max_batch < 1 or workers < 1:
+            raise ValueError("max_batch and workers must be >= 1")
         self._run = run
         self._max_batch = max_batch
         self._wait = wait_ms / 1000
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # orders submits against the closing sentinel
         self._closed = False
-        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
-        self._thread.start()
+        # Several workers each running a batch on fewer intra-op threads keep both cores
+        # busy while one of them stacks its next batch (measured in bench/predict.py).
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     async def submit(self, array: FloatArray) -> BatchResult:
         """Queue one (3,S,S) array and wait for its probabilities row."""
@@ -68,13 +80,15 @@ class MicroBatcher:
         return await item.future
 
     async def close(self) -> None:
-        """Stop taking work; items already queued are still run; joins the worker."""
+        """Stop taking work; items already queued are still run; joins the workers."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._queue.put(None)
-        await asyncio.to_thread(self._thread.join)
+            for _ in self._threads:  # one stop sentinel per worker
+                self._queue.put(None)
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join)
 
     def _work(self) -> None:
         stopping = False

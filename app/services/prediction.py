@@ -78,6 +78,9 @@ async def create_prediction(
         raise AppError(
             413, "FILE_TOO_LARGE", f"The file is larger than the {settings.max_upload_mb} MB limit."
         )
+    # End the auth lookup's read transaction so no pooled connection is held while the
+    # image is decoded and classified (under load that would exhaust the pool).
+    await session.commit()
     try:
         inspected = await run_in_threadpool(_inspect, upload.data, settings, classifier)
     except ImageRejected as exc:
