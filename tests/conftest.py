@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
@@ -287,6 +288,20 @@ def make_client(base_settings: dict[str, Any]) -> ClientFactory:
 async def session_client(make_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
     async with make_client() as client:
         yield client
+
+
+@pytest.fixture
+def clock(session_client: httpx.AsyncClient) -> Iterator[Callable[[datetime], None]]:
+    """`clock(when)` fixes the app's notion of now (dashboard ranges, date filters)."""
+    from app.api.routes.history import get_now
+
+    app: Any = session_client.app  # type: ignore[attr-defined]
+
+    def set_now(now: datetime) -> None:
+        app.dependency_overrides[get_now] = lambda: now
+
+    yield set_now
+    app.dependency_overrides.pop(get_now, None)
 
 
 @pytest.fixture

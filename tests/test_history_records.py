@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -12,7 +11,6 @@ import boto3
 import httpx
 import pytest
 
-from app.api.routes.history import get_now
 from app.storage import StorageUnavailable
 from tests.conftest import ClientFactory
 from tests.factories import Doctor, add_prediction, add_stored_prediction, make_doctor
@@ -23,17 +21,6 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
 def app_of(client: httpx.AsyncClient) -> Any:
     return client.app  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def clock(client: httpx.AsyncClient) -> Iterator[Any]:
-    app = app_of(client)
-
-    def set_now(now: datetime) -> None:
-        app.dependency_overrides[get_now] = lambda: now
-
-    yield set_now
-    app.dependency_overrides.pop(get_now, None)
 
 
 def path_and_query(url: str) -> tuple[str, dict[str, str]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -10,7 +9,6 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from app.api.routes.history import get_now
 from tests.factories import Doctor, add_prediction, make_doctor
 
 URL = "/api/v1/home/stats"
@@ -19,17 +17,6 @@ LIMA = ZoneInfo("America/Lima")
 
 def app_of(client: httpx.AsyncClient) -> Any:
     return client.app  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def clock(client: httpx.AsyncClient) -> Iterator[Any]:
-    app = app_of(client)
-
-    def set_now(now: datetime) -> None:
-        app.dependency_overrides[get_now] = lambda: now
-
-    yield set_now
-    app.dependency_overrides.pop(get_now, None)
 
 
 async def stats(client: httpx.AsyncClient, doctor: Doctor, **params: str) -> dict[str, Any]:
