@@ -293,7 +293,7 @@ async def session_client(make_client: ClientFactory) -> AsyncIterator[httpx.Asyn
 @pytest.fixture
 def clock(session_client: httpx.AsyncClient) -> Iterator[Callable[[datetime], None]]:
     """`clock(when)` fixes the app's notion of now (dashboard ranges, date filters)."""
-    from app.api.routes.history import get_now
+    from app.api.deps import get_now
 
     app: Any = session_client.app  # type: ignore[attr-defined]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import BackgroundTasks, Depends, Request
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.api.errors import Forbidden, NotAuthenticated
 from app.config import Settings
 from app.db.models import User
-from app.inference import Classifier
+from app.inference import Classifier, ModelManifest
 from app.mail import Mailer
 from app.repositories import UserRepository
 from app.security import (
@@ -25,7 +26,9 @@ from app.security import (
     trusted_networks,
 )
 from app.services.auth import AuthService
+from app.services.history import SessionFactory
 from app.services.notify import CodeMailer
+from app.services.stats import TotalsCache
 from app.storage import ImageStore
 
 
@@ -149,3 +152,53 @@ def get_auth_service(
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+
+
+# --------------------------------------------------------------------------- history, home
+
+
+def get_manifest(classifier: ClassifierDep) -> ModelManifest:
+    """The running model's classes and labels."""
+    return classifier.manifest
+
+
+def get_now() -> datetime:
+    """The current instant; tests override this dependency to fix the clock."""
+    return datetime.now(UTC)
+
+
+async def get_optional_user(
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> User | None:
+    """The bearer token's user, or None when there is no valid token."""
+    if not token:
+        return None
+    try:
+        context = await get_auth_context(session, settings, token)
+    except NotAuthenticated:
+        return None
+    return context.user
+
+
+def get_sessionmaker(request: Request) -> SessionFactory:
+    """The app's session factory, for queries that run concurrently on own connections."""
+    factory: SessionFactory = request.app.state.sessionmaker
+    return factory
+
+
+def get_totals_cache(request: Request) -> TotalsCache:
+    """The process's cache of everyone's all-time totals (created on first use)."""
+    cache = getattr(request.app.state, "overall_totals_cache", None)
+    if not isinstance(cache, TotalsCache):
+        cache = TotalsCache()
+        request.app.state.overall_totals_cache = cache
+    return cache
+
+
+ManifestDep = Annotated[ModelManifest, Depends(get_manifest)]
+NowDep = Annotated[datetime, Depends(get_now)]
+OptionalUser = Annotated[User | None, Depends(get_optional_user)]
+SessionFactoryDep = Annotated[SessionFactory, Depends(get_sessionmaker)]
+TotalsCacheDep = Annotated[TotalsCache, Depends(get_totals_cache)]

@@ -5,7 +5,6 @@ Owner-only: another user's id answers 404 NOT_FOUND exactly like a missing one.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
@@ -13,19 +12,19 @@ from fastapi.responses import RedirectResponse
 
 from app.api.deps import (
     CurrentUser,
+    ManifestDep,
+    NowDep,
+    OptionalUser,
     SessionDep,
+    SessionFactoryDep,
     SettingsDep,
     StorageDep,
-    get_auth_context,
-    oauth2_scheme,
+    TotalsCacheDep,
 )
 from app.api.errors import NotAuthenticated, error_responses
-from app.db.models import User
-from app.inference.manifest import DEFAULT_MANIFEST, ModelManifest
 from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage
 from app.schemas.prediction import Prediction
-from app.services.history import HistoryService, ImageRedirect, SessionFactory
-from app.services.stats import TotalsCache
+from app.services.history import HistoryService, ImageRedirect
 
 router = APIRouter(prefix="/history", tags=["history"])
 
@@ -33,56 +32,6 @@ MAX_ID = 2**63 - 1
 
 
 # --------------------------------------------------------------------------- dependencies
-
-
-def get_manifest(request: Request) -> ModelManifest:
-    """The running model's classes; the default manifest until a classifier is loaded."""
-    classifier = getattr(request.app.state, "classifier", None)
-    manifest = getattr(classifier, "manifest", None)
-    return manifest if isinstance(manifest, ModelManifest) else DEFAULT_MANIFEST
-
-
-def get_now() -> datetime:
-    """The current instant; tests override this dependency to fix the clock."""
-    return datetime.now(UTC)
-
-
-ManifestDep = Annotated[ModelManifest, Depends(get_manifest)]
-NowDep = Annotated[datetime, Depends(get_now)]
-
-
-async def get_optional_user(
-    session: SessionDep,
-    settings: SettingsDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
-) -> User | None:
-    """The bearer token's user, or None when there is no valid token."""
-    if not token:
-        return None
-    try:
-        context = await get_auth_context(session, settings, token)
-    except NotAuthenticated:
-        return None
-    return context.user
-
-
-def get_sessionmaker(request: Request) -> SessionFactory:
-    """The app's session factory, for queries that run concurrently on own connections."""
-    factory: SessionFactory = request.app.state.sessionmaker
-    return factory
-
-
-def get_totals_cache(request: Request) -> TotalsCache:
-    """The process's cache of everyone's all-time totals (created on first use)."""
-    cache = getattr(request.app.state, "overall_totals_cache", None)
-    if not isinstance(cache, TotalsCache):
-        cache = TotalsCache()
-        request.app.state.overall_totals_cache = cache
-    return cache
-
-
-SessionFactoryDep = Annotated[SessionFactory, Depends(get_sessionmaker)]
-TotalsCacheDep = Annotated[TotalsCache, Depends(get_totals_cache)]
 
 
 def get_history_service(
@@ -102,7 +51,6 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-OptionalUser = Annotated[User | None, Depends(get_optional_user)]
 HistoryServiceDep = Annotated[HistoryService, Depends(get_history_service)]
 BaseUrl = Annotated[str, Depends(base_url)]
 PredictionId = Annotated[int, Path(ge=1, le=MAX_ID, description="Prediction id")]

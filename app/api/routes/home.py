@@ -6,9 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import CurrentUser, SessionDep, SettingsDep
+from app.api.deps import (
+    CurrentUser,
+    ManifestDep,
+    NowDep,
+    SessionDep,
+    SessionFactoryDep,
+    SettingsDep,
+    TotalsCacheDep,
+)
 from app.api.errors import error_responses
-from app.api.routes.history import ManifestDep, NowDep, SessionFactoryDep, TotalsCacheDep
 from app.schemas.history import TimeZoneName
 from app.schemas.home import RangeName, Stats
 from app.services.stats import StatsService
