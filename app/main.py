@@ -26,6 +26,7 @@ from app.inference import build_classifier
 from app.mail import build_mailer
 from app.observability import RequestIdMiddleware, configure_logging
 from app.security import Passwords
+from app.services.stats import TotalsCache
 from app.storage import build_image_store
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         classifier = await build_classifier(settings)
         stack.push_async_callback(classifier.close)
         app.state.classifier = classifier
+        app.state.totals_cache = TotalsCache()
         log.info("ocupredict started (environment=%s)", settings.environment)
         yield
     log.info("ocupredict stopped")

@@ -189,12 +189,14 @@ def get_sessionmaker(request: Request) -> SessionFactory:
 
 
 def get_totals_cache(request: Request) -> TotalsCache:
-    """The process's cache of everyone's all-time totals (created on first use)."""
-    cache = getattr(request.app.state, "overall_totals_cache", None)
-    if not isinstance(cache, TotalsCache):
-        cache = TotalsCache()
-        request.app.state.overall_totals_cache = cache
+    """The process's cache of everyone's all-time totals (made in the lifespan)."""
+    cache: TotalsCache = request.app.state.totals_cache
     return cache
+
+
+def get_base_url(request: Request) -> str:
+    """The externally visible origin, for absolute image URLs."""
+    return str(request.base_url).rstrip("/")
 
 
 ManifestDep = Annotated[ModelManifest, Depends(get_manifest)]
@@ -202,3 +204,4 @@ NowDep = Annotated[datetime, Depends(get_now)]
 OptionalUser = Annotated[User | None, Depends(get_optional_user)]
 SessionFactoryDep = Annotated[SessionFactory, Depends(get_sessionmaker)]
 TotalsCacheDep = Annotated[TotalsCache, Depends(get_totals_cache)]
+BaseUrl = Annotated[str, Depends(get_base_url)]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from app.api.deps import SessionDep
+from app.api.deps import ClassifierDep, SessionDep, StorageDep
 from app.schemas.health import Live, ModelStatus, Ready
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -26,32 +26,31 @@ async def live() -> Live:
     responses={503: {"model": Ready, "description": "Some part is not ready"}},
     summary="Database, image store and model are ready",
 )
-async def ready(request: Request, session: SessionDep) -> JSONResponse:
-    state = request.app.state
-    body = Ready(status="ready", database="ok", model=ModelStatus(ready=True))
+async def ready(
+    session: SessionDep, storage: StorageDep, classifier: ClassifierDep
+) -> JSONResponse:
+    body = Ready(
+        status="ready",
+        database="ok",
+        storage="ok",
+        model=ModelStatus(
+            version=classifier.version,
+            demo=classifier.demo,
+            backend=classifier.backend_name,
+            ready=classifier.ready,
+        ),
+    )
     try:
         await session.execute(text("SELECT 1"))
     except Exception:
         log.warning("readiness: database check failed", exc_info=True)
         body.database = "error"
 
-    storage = getattr(state, "storage", None)
-    if storage is not None:
-        try:
-            await storage.check()
-            body.storage = "ok"
-        except Exception:
-            log.warning("readiness: image store check failed", exc_info=True)
-            body.storage = "error"
-
-    classifier = getattr(state, "classifier", None)
-    if classifier is not None:
-        body.model = ModelStatus(
-            version=classifier.version,
-            demo=classifier.demo,
-            backend=classifier.backend_name,
-            ready=classifier.ready,
-        )
+    try:
+        await storage.check()
+    except Exception:
+        log.warning("readiness: image store check failed", exc_info=True)
+        body.storage = "error"
 
     if body.database != "ok" or body.storage == "error" or not body.model.ready:
         body.status = "not_ready"

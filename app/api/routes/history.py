@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.responses import RedirectResponse
 
 from app.api.deps import (
+    BaseUrl,
     CurrentUser,
     ManifestDep,
     NowDep,
@@ -47,12 +48,7 @@ def get_history_service(
     )
 
 
-def base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
-
-
 HistoryServiceDep = Annotated[HistoryService, Depends(get_history_service)]
-BaseUrl = Annotated[str, Depends(base_url)]
 PredictionId = Annotated[int, Path(ge=1, le=MAX_ID, description="Prediction id")]
 
 _IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {

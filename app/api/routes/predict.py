@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile, status
+from fastapi import APIRouter, File, Form, UploadFile, status
 
-from app.api.deps import ClassifierDep, CurrentUser, SessionDep, SettingsDep, StorageDep
+from app.api.deps import BaseUrl, ClassifierDep, CurrentUser, SessionDep, SettingsDep, StorageDep
 from app.api.errors import error_responses
 from app.schemas.prediction import Prediction, detail_from_row, label_lookup
 from app.services.images import image_url_for
@@ -30,7 +30,7 @@ router = APIRouter(prefix="/predict", tags=["predict"])
     ),
 )
 async def create(
-    request: Request,
+    base_url: BaseUrl,
     user: CurrentUser,
     session: SessionDep,
     storage: StorageDep,
@@ -58,5 +58,5 @@ async def create(
         classifier=classifier,
         settings=settings,
     )
-    url, expires_at = await image_url_for(row, storage, settings, str(request.base_url).rstrip("/"))
+    url, expires_at = await image_url_for(row, storage, settings, base_url)
     return detail_from_row(row, label_lookup(classifier.manifest, user.locale), url, expires_at)
