@@ -11,8 +11,11 @@ import httpx
 import pytest
 from alembic.config import Config
 from fastapi import APIRouter
+from sqlalchemy import text
 
 from alembic import command
+from app.config import Settings
+from app.db.session import make_engine
 from tests.conftest import ROOT, ClientFactory, in_own_thread
 
 
@@ -138,3 +141,21 @@ def test_swagger_token_url_follows_api_prefix() -> None:
     schemes = schema["components"]["securitySchemes"].values()
     assert [s["flows"]["password"]["tokenUrl"] for s in schemes] == ["/v9/auth/login"]
     assert "/v9/predict" in schema["paths"]
+
+
+async def test_engine_pools_connections_and_pings_only_servers(tmp_path) -> None:
+    # Connections beyond pool_size are opened and closed per checkout (for aiosqlite a new
+    # thread each time), so the pool holds the usual concurrency; only servers are pinged.
+    file_db = make_engine(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/a/b.db"))
+    server = make_engine(Settings(database_url="mysql+aiomysql://root@127.0.0.1:1/none"))
+    memory = make_engine(Settings(database_url="sqlite+aiosqlite:///:memory:"))
+    try:
+        assert file_db.pool.size() == 10 and not file_db.pool._pre_ping  # type: ignore[attr-defined]
+        assert server.pool.size() == 10 and server.pool._pre_ping  # type: ignore[attr-defined]
+        for engine in (file_db, memory):  # both usable; the file's directory was created
+            async with engine.connect() as connection:
+                assert (await connection.execute(text("select 1"))).scalar() == 1
+        assert (tmp_path / "a" / "b.db").is_file()
+    finally:
+        for engine in (file_db, server, memory):
+            await engine.dispose()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import URL, event, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -18,15 +19,21 @@ from app.config import Settings
 
 
 def make_engine(settings: Settings) -> AsyncEngine:
-    url = settings.database_url
-    kwargs: dict[str, Any] = {"echo": settings.database_echo, "pool_pre_ping": True}
-    if url.startswith("sqlite"):
+    url = make_url(settings.database_url)
+    kwargs: dict[str, Any] = {"echo": settings.database_echo}
+    if url.get_backend_name() == "sqlite":
         _ensure_sqlite_dir(url)
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
+        # A server may drop idle connections (wait_timeout, restarts): test each checkout.
+        # (SQLite is a local file with nothing to drop; there a ping costs thread hops.)
+        kwargs.update(pool_pre_ping=True, pool_recycle=1800)
+    if url.database not in (None, "", ":memory:"):
+        # A pool as large as the usual concurrency: a connection beyond pool_size is opened
+        # and closed per checkout, which for aiosqlite also means a new thread each time.
+        kwargs.update(pool_size=10, max_overflow=20)
     engine = create_async_engine(url, **kwargs)
-    if url.startswith("sqlite"):
+    if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
@@ -43,11 +50,6 @@ def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _: ConnectionPoolEntry) -> None
     cursor.close()
 
 
-def _ensure_sqlite_dir(url: str) -> None:
-    from pathlib import Path
-
-    from sqlalchemy.engine import make_url
-
-    database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+def _ensure_sqlite_dir(url: URL) -> None:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
