@@ -1,4 +1,8 @@
-"""Annotated dependencies the routers use; resources come from the lifespan (app.state)."""
+"""Annotated dependencies the routers use; resources come from the lifespan (app.state).
+
+Every dependency is `async def`, even the ones that only look something up: FastAPI runs a
+plain `def` dependency in the thread pool, a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from app.services.stats import TotalsCache
 from app.storage import ImageStore
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -43,12 +47,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_classifier(request: Request) -> Classifier:
+async def get_classifier(request: Request) -> Classifier:
     classifier: Classifier = request.app.state.classifier
     return classifier
 
 
-def get_storage(request: Request) -> ImageStore:
+async def get_storage(request: Request) -> ImageStore:
     storage: ImageStore = request.app.state.storage
     return storage
 
@@ -73,17 +77,17 @@ oauth2_scheme = OAuth2PasswordBearer(
 )
 
 
-def get_mailer(request: Request) -> Mailer:
+async def get_mailer(request: Request) -> Mailer:
     mailer: Mailer = request.app.state.mailer
     return mailer
 
 
-def get_passwords(request: Request) -> Passwords:
+async def get_passwords(request: Request) -> Passwords:
     passwords: Passwords = request.app.state.passwords
     return passwords
 
 
-def get_client_ip(request: Request, settings: SettingsDep) -> str:
+async def get_client_ip(request: Request, settings: SettingsDep) -> str:
     """The socket peer; X-Forwarded-For only counts when the peer is in TRUSTED_PROXIES."""
     return resolve_client_ip(
         request.client.host if request.client else None,
@@ -140,7 +144,7 @@ async def get_admin_user(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(get_admin_user)]
 
 
-def get_auth_service(
+async def get_auth_service(
     session: SessionDep,
     settings: SettingsDep,
     passwords: PasswordsDep,
@@ -157,12 +161,12 @@ AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 # --------------------------------------------------------------------------- history, home
 
 
-def get_manifest(classifier: ClassifierDep) -> ModelManifest:
+async def get_manifest(classifier: ClassifierDep) -> ModelManifest:
     """The running model's classes and labels."""
     return classifier.manifest
 
 
-def get_now() -> datetime:
+async def get_now() -> datetime:
     """The current instant; tests override this dependency to fix the clock."""
     return datetime.now(UTC)
 
@@ -182,19 +186,19 @@ async def get_optional_user(
     return context.user
 
 
-def get_sessionmaker(request: Request) -> SessionFactory:
+async def get_sessionmaker(request: Request) -> SessionFactory:
     """The app's session factory, for queries that run concurrently on own connections."""
     factory: SessionFactory = request.app.state.sessionmaker
     return factory
 
 
-def get_totals_cache(request: Request) -> TotalsCache:
+async def get_totals_cache(request: Request) -> TotalsCache:
     """The process's cache of everyone's all-time totals (made in the lifespan)."""
     cache: TotalsCache = request.app.state.totals_cache
     return cache
 
 
-def get_base_url(request: Request) -> str:
+async def get_base_url(request: Request) -> str:
     """The externally visible origin, for absolute image URLs."""
     return str(request.base_url).rstrip("/")
 

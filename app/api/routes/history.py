@@ -35,7 +35,7 @@ MAX_ID = 2**63 - 1
 # --------------------------------------------------------------------------- dependencies
 
 
-def get_history_service(
+async def get_history_service(
     session: SessionDep,
     sessions: SessionFactoryDep,
     storage: StorageDep,
