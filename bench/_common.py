@@ -7,7 +7,9 @@ Importing this module puts the project root on sys.path, so a script run as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import json
 import math
 import os
 import signal
@@ -341,6 +343,62 @@ class LoadResult:
         return percentile(self.latencies_ms, 95)
 
 
+class _Connection:
+    """One keep-alive HTTP/1.1 connection that posts the same pre-encoded request.
+
+    The load generator shares the cores with the server it measures, so it does as little
+    as it can: the request bytes are built once, and an answer is read by its status line
+    and Content-Length (what uvicorn sends for every JSON answer) without further parsing.
+    """
+
+    def __init__(self, host: str, port: int, request: bytes) -> None:
+        self._address = (host, port)
+        self._request = request
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self) -> tuple[int, bytes]:
+        if self._streams is None:
+            self._streams = await asyncio.open_connection(*self._address)
+        reader, writer = self._streams
+        try:
+            writer.write(self._request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = None
+            close = False
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    close = True
+            if length is None:
+                raise ConnectionError("an answer without Content-Length")
+            answer = await reader.readexactly(length)
+        except BaseException:
+            await self.close()
+            raise
+        if close:
+            await self.close()
+        return status, answer
+
+    async def close(self) -> None:
+        if self._streams is not None:
+            writer = self._streams[1]
+            self._streams = None
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+def encode_request(base_url: str, path: str, body: bytes, headers: Mapping[str, str]) -> bytes:
+    host_port = base_url.split("://", 1)[1].rstrip("/")
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host_port}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
 async def closed_loop(
     base_url: str,
     path: str,
@@ -352,57 +410,65 @@ async def closed_loop(
     warmup: int,
     requests: int,
     seconds: float,
+    timeout: float = 120.0,
 ) -> LoadResult:
     """`clients` connections, each posting `body` again as soon as its answer arrives.
 
     First `warmup` requests (not measured), then until `requests` have been started or
     `seconds` have passed; requests in flight at the deadline are awaited and counted.
     """
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    timeout = httpx.Timeout(120.0)
+    host, port = base_url.split("://", 1)[1].rstrip("/").rsplit(":", 1)
+    request = encode_request(base_url, path, body, headers)
+    connections = [_Connection(host, int(port), request) for _ in range(clients)]
     latencies: list[float] = []
     failures: dict[str, int] = {}
     sample: dict[str, object] | None = None
     inference_ms: list[float] = []
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout) as client:
 
-        async def one(record: bool) -> None:
-            nonlocal sample
-            started = time.perf_counter()
-            try:
-                response = await client.post(path, content=body, headers=dict(headers))
-                outcome = str(response.status_code)
-            except httpx.HTTPError as exc:
-                response, outcome = None, type(exc).__name__
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            if not record:
-                return
-            if response is not None and response.status_code == expect:
-                latencies.append(elapsed_ms)
-                answer = response.json()
-                sample = sample or answer
-                if isinstance(answer.get("inference_ms"), float):
-                    inference_ms.append(answer["inference_ms"])
-            else:
-                failures[outcome] = failures.get(outcome, 0) + 1
+    async def one(connection: _Connection, record: bool) -> None:
+        nonlocal sample
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                status, answer = await connection.post()
+            outcome = str(status)
+        except (OSError, EOFError, ValueError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            status, answer, outcome = 0, b"", type(exc).__name__
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if not record:
+            return
+        if status == expect:
+            latencies.append(elapsed_ms)
+            decoded = json.loads(answer)
+            sample = sample or decoded
+            if isinstance(decoded.get("inference_ms"), float):
+                inference_ms.append(decoded["inference_ms"])
+        else:
+            failures[outcome] = failures.get(outcome, 0) + 1
 
-        def runner(limit: int, deadline: float, record: bool) -> Callable[[], Awaitable[None]]:
-            started = 0
+    def runner(
+        limit: int, deadline: float, record: bool
+    ) -> Callable[[_Connection], Awaitable[None]]:
+        started = 0
 
-            async def loop() -> None:
-                nonlocal started
-                while started < limit and time.perf_counter() < deadline:
-                    started += 1
-                    await one(record)
+        async def loop(connection: _Connection) -> None:
+            nonlocal started
+            while started < limit and time.perf_counter() < deadline:
+                started += 1
+                await one(connection, record)
 
-            return loop
+        return loop
 
+    try:
         warm = runner(warmup, time.perf_counter() + max(seconds, 10.0), record=False)
-        await asyncio.gather(*(warm() for _ in range(clients)))
+        await asyncio.gather(*(warm(c) for c in connections))
         begin = time.perf_counter()
         measure = runner(requests, begin + seconds, record=True)
-        await asyncio.gather(*(measure() for _ in range(clients)))
+        await asyncio.gather(*(measure(c) for c in connections))
         took = time.perf_counter() - begin
+    finally:
+        for connection in connections:
+            await connection.close()
     return LoadResult(
         clients,
         len(latencies),

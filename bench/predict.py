@@ -4,7 +4,7 @@
 2. Preprocessing images/s (decode_upload): a 2048x2048 fundus-like JPEG with fast (DCT
    scaled) and full decode, and a 224x224 JPEG; one thread and a pool of cpu_count threads.
 3. End-to-end POST /api/v1/predict: images/s and p50/p95 latency at 1, 8 and 32 concurrent
-   clients (closed loop, asyncio httpx in this process) against our service run as
+   clients (closed loop, a lean asyncio HTTP/1.1 client in this process) against our service run as
    `ocupredict migrate` + `ocupredict serve` (SQLite, local store and model cache in a
    temporary directory, demo weights, console mail, INFERENCE_BACKEND=auto, 1 worker; the
    full run also tries 2 workers with INFERENCE_THREADS=1).
