@@ -158,7 +158,7 @@ def legacy_preprocess(data: bytes) -> None:
 
 def bench_preprocess(plan: Plan, images: dict[int, bytes]) -> dict[tuple[str, int], float]:
     """images/s per (case, threads) for decode_upload and, for reference, the legacy path."""
-    cases = {
+    cases: dict[str, Callable[[], object]] = {
         "2048 fast": lambda: decode_upload(images[2048], max_pixels=MAX_PIXELS, fast_jpeg=True),
         "2048 full": lambda: decode_upload(images[2048], max_pixels=MAX_PIXELS, fast_jpeg=False),
         "224": lambda: decode_upload(images[224], max_pixels=MAX_PIXELS, fast_jpeg=True),
@@ -501,11 +501,30 @@ def report(
             f"{verdict(of_bound >= TARGET_OF_BOUND and not r.failed)}, vs baseline "
             f"{vs_base:5.2f}x {verdict(vs_base >= TARGET_OF_BASELINE and not r.failed)}{notes}"
         )
+        print(f"      {work_budget(level, bounds[level.size], best, prep_for[level.size], b_rate)}")
     print(
         "\nNotes: the baseline has no authentication and writes to a local directory "
         "instead of S3 (both make it faster than the original); the load generator runs "
         "on the same cores as the servers (its share is printed per level)."
     )
+
+
+def work_budget(level: Level, bound: float, model: float, prep: float, baseline: float) -> str:
+    """The server's CPU per image beside the model and the decode, against what each target
+    leaves for it: everything else a request costs (HTTP, authentication, multipart,
+    storage, database) plus the load generator and idle cores must fit in that budget."""
+    cores = cpu_count()
+    model_ms, prep_ms = cores * 1000 / model, cores * 1000 / prep  # core-ms per image
+    other = level.server_ms_per_image - model_ms - prep_ms
+    for_bound = cores * 1000 / (TARGET_OF_BOUND * bound) - model_ms - prep_ms
+    text = (
+        f"core-ms/image: model {model_ms:.1f} + decode {prep_ms:.1f} + the rest {other:.1f}; "
+        f"the rest may be {for_bound:.1f} at {TARGET_OF_BOUND:.0%} of bound"
+    )
+    if baseline:
+        for_base = cores * 1000 / (TARGET_OF_BASELINE * baseline) - model_ms - prep_ms
+        text += f", {for_base:.1f} at {TARGET_OF_BASELINE:.0f}x baseline"
+    return text
 
 
 # --------------------------------------------------------------------------- main
