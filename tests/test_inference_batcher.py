@@ -74,6 +74,32 @@ async def test_batches_never_exceed_max_batch_under_bursts() -> None:
         await batcher.close()
 
 
+async def test_a_lone_request_does_not_wait_for_company() -> None:
+    # wait_ms is a minute: had the worker waited for a batch mate, wait_for would time out.
+    batcher = MicroBatcher(FakeBackend().run, max_batch=8, wait_ms=60_000)
+    try:
+        result = await asyncio.wait_for(batcher.submit(arrays(1)[0]), timeout=10)
+        assert result.batch_size == 1
+    finally:
+        await batcher.close()
+
+
+async def test_announced_requests_are_waited_for_to_share_a_batch() -> None:
+    backend = FakeBackend()
+    batcher = MicroBatcher(backend.run, max_batch=3, wait_ms=60_000)
+    first_array, *others = arrays(3)
+    try:
+        with batcher.expecting():  # more requests are still decoding their images
+            first = asyncio.ensure_future(batcher.submit(first_array))
+            await asyncio.sleep(0.05)
+            assert not first.done()  # the worker waits for them instead of running alone
+            rest = [asyncio.ensure_future(batcher.submit(a)) for a in others]
+            results = await asyncio.wait_for(asyncio.gather(first, *rest), timeout=10)
+        assert [r.batch_size for r in results] == [3, 3, 3] and backend.batches == [3]
+    finally:
+        await batcher.close()
+
+
 async def test_backend_exception_reaches_every_waiting_caller() -> None:
     backend = FakeBackend(fail=True)
     batcher = MicroBatcher(backend.run, max_batch=8, wait_ms=20)

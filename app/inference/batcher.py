@@ -1,9 +1,10 @@
-"""Micro-batching: concurrent requests share one model call on one worker thread.
+"""Micro-batching: concurrent requests share one model call on a worker thread.
 
-The worker takes the first queued item, waits at most `wait_ms` for up to `max_batch - 1`
+A worker takes the first queued item, waits at most `wait_ms` for up to `max_batch - 1`
 more, stacks them, runs the model once and resolves each caller's future on the caller's
-event loop. One worker thread, so worker threads x intra-op threads = intra-op threads,
-which the classifier sizes to the cores.
+event loop. It waits only when more work is in sight (queued, or announced with
+`expecting()` while a request decodes its image): a lone request runs at once. The
+classifier sizes workers x intra-op threads to the cores (thread_plan).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,7 @@ class MicroBatcher:
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # orders submits against the closing sentinel
         self._closed = False
+        self._expected = 0  # requests that announced a submit (expecting()), not yet made
         # Several workers each running a batch on fewer intra-op threads keep both cores
         # busy while one of them stacks its next batch (measured in bench/predict.py).
         self._threads = [
@@ -78,6 +80,17 @@ class MicroBatcher:
                 raise ModelUnavailable("the classifier is closed")
             self._queue.put(item)
         return await item.future
+
+    @contextlib.contextmanager
+    def expecting(self) -> Iterator[None]:
+        """Announce a submit to come (around decoding), so a worker waits for it to batch."""
+        with self._lock:
+            self._expected += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._expected -= 1
 
     async def close(self) -> None:
         """Stop taking work; items already queued are still run; joins the workers."""
@@ -99,6 +112,8 @@ class MicroBatcher:
             batch = [first]
             deadline = time.perf_counter() + self._wait
             while len(batch) < self._max_batch:
+                if self._expected == 0 and self._queue.empty():
+                    break  # nothing more in sight: run now rather than wait for nobody
                 try:
                     item = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
                 except queue.Empty:

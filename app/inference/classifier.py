@@ -8,6 +8,7 @@ the wait before it is reported apart as `queue_ms`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -56,6 +57,11 @@ class Classifier:
         self.ready = False  # True once a warm-up batch has gone through
         self._batcher = batcher
         self._shape = (3, manifest.input_size, manifest.input_size)
+
+    def expecting(self) -> contextlib.AbstractContextManager[None]:
+        """Wrap the decoding of an image that will be classified: the batcher then waits
+        for it to share a batch instead of running a lone request at once."""
+        return self._batcher.expecting()
 
     async def classify(self, array: FloatArray) -> Classification:
         """Classify one preprocessed image (decode_upload(...).array)."""

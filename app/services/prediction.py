@@ -82,7 +82,8 @@ async def create_prediction(
     # image is decoded and classified (under load that would exhaust the pool).
     await session.commit()
     try:
-        inspected = await run_in_threadpool(_inspect, upload.data, settings, classifier)
+        with classifier.expecting():
+            inspected = await run_in_threadpool(_inspect, upload.data, settings, classifier)
     except ImageRejected as exc:
         raise AppError(exc.status_code, exc.code, exc.detail) from exc
     decoded = inspected.decoded
