@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -32,12 +33,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     settings.check_production()
+    workers = args.workers or settings.web_workers
+    # The worker processes read their settings from the environment: tell them how many
+    # share this host, so their inference threads add up to the cores, not a multiple.
+    os.environ["WEB_WORKERS"] = str(workers)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
         host=args.host,
         port=args.port,
-        workers=args.workers,
+        workers=workers,
         proxy_headers=False,  # client IPs come from TRUSTED_PROXIES handling in the app
         log_level=settings.log_level.lower(),
     )
@@ -115,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP service with uvicorn")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: WEB_WORKERS or 1)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade)")

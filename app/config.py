@@ -92,8 +92,12 @@ class Settings(BaseSettings):
     max_batch: int = Field(8, ge=1, le=256)
     batch_wait_ms: float = Field(5, ge=0, le=1000)
     fast_jpeg_decode: bool = True
-    inference_threads: int | None = Field(None, ge=1)  # the model's cores (default: all)
+    # The model's cores per process (default: the usable cores / WEB_WORKERS).
+    inference_threads: int | None = Field(None, ge=1)
     inference_workers: int | None = Field(None, ge=1, le=64)  # batch threads (default: 2)
+    # uvicorn worker processes on this host; `ocupredict serve --workers N` sets it for its
+    # workers, so that each sizes its inference threads to its share of the cores.
+    web_workers: int = Field(1, ge=1, le=64)
 
     # Uploads
     max_upload_mb: int = Field(15, ge=1, le=200)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 import httpx
@@ -16,7 +18,7 @@ from sqlalchemy import text
 from alembic import command
 from app.config import Settings
 from app.db.session import make_engine
-from tests.conftest import ROOT, ClientFactory, in_own_thread
+from tests.conftest import ROOT, ClientFactory, free_port, in_own_thread
 
 
 async def test_live(client: httpx.AsyncClient) -> None:
@@ -159,3 +161,46 @@ async def test_engine_pools_connections_and_pings_only_servers(tmp_path) -> None
     finally:
         for engine in (file_db, server, memory):
             await engine.dispose()
+
+
+def test_serve_workers_split_the_cores_between_them(tmp_path) -> None:
+    # Two uvicorn workers, INFERENCE_THREADS unset: each process sizes its model threads to
+    # its half of the cores (WEB_WORKERS reaches the workers), not to all of them.
+    cores = len(os.sched_getaffinity(0))
+    budget = max(1, cores // 2)
+    workers = min(2, budget)
+    expected = f"workers={workers} x threads={max(1, budget // workers)}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INFERENCE_", "WEB_"))}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        ENVIRONMENT="development",
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}",
+        STORAGE_BACKEND="local",
+        LOCAL_STORAGE_DIR=str(tmp_path / "images"),
+        MODEL_CACHE_DIR=str(tmp_path / "models"),
+        INFERENCE_BACKEND="torch",
+        JWT_SECRET_KEY="w" * 40,
+        LOG_LEVEL="INFO",
+    )
+    log_path = tmp_path / "serve.log"
+    argv = [sys.executable, "-m", "app.cli", "serve", "--port", str(free_port()), "--workers", "2"]
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            argv,
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while log_path.read_text().count("classifier ready") < 2 and time.monotonic() < deadline:
+            assert server.poll() is None, log_path.read_text()
+            time.sleep(0.2)
+        ready = [line for line in log_path.read_text().splitlines() if "classifier ready" in line]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+    assert len(ready) == 2, log_path.read_text()
+    assert all(expected in line for line in ready), ready

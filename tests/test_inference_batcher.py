@@ -13,6 +13,7 @@ from app.config import Settings
 from app.inference import Classifier, ModelUnavailable, build_classifier
 from app.inference.backends import softmax
 from app.inference.batcher import FloatArray, MicroBatcher, ProbArray
+from app.inference.classifier import thread_plan
 from app.inference.manifest import DEFAULT_MANIFEST
 from app.inference.weights import WeightsInfo
 
@@ -191,3 +192,22 @@ async def test_real_classifier_concurrency_matches_single_runs(tmp_path: Path) -
     finally:
         await classifier.close()
     assert not classifier.ready
+
+
+@pytest.mark.parametrize(
+    ("cores", "env", "plan"),
+    [
+        (4, {}, (2, 2)),  # two batch workers share the cores
+        (4, {"web_workers": 2}, (2, 1)),  # two processes on the host: half the cores each
+        (2, {"web_workers": 2}, (1, 1)),
+        (2, {"web_workers": 8}, (1, 1)),  # never below one thread
+        (4, {"web_workers": 2, "inference_threads": 3}, (2, 1)),  # explicit budget wins
+        (8, {"inference_workers": 1}, (1, 8)),
+    ],
+)
+def test_thread_plan_keeps_threads_within_the_cores(
+    monkeypatch: pytest.MonkeyPatch, cores: int, env: dict[str, int], plan: tuple[int, int]
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    defaults = {"inference_threads": None, "inference_workers": None, "web_workers": 1}
+    assert thread_plan(Settings(**{**defaults, **env})) == plan  # type: ignore[arg-type]

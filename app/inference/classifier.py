@@ -94,12 +94,15 @@ class Classifier:
 
 
 def inference_threads(settings: Settings) -> int:
-    """The model's core budget: INFERENCE_THREADS or the usable cores."""
+    """This process's core budget for the model: INFERENCE_THREADS, or its share of the
+    usable cores when WEB_WORKERS processes serve on the same host."""
     if settings.inference_threads:
         return settings.inference_threads
     if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    return max(1, cores // settings.web_workers)
 
 
 def thread_plan(settings: Settings) -> tuple[int, int]:
