@@ -1,4 +1,4 @@
-"""The `ocupredict` console script: serve, migrate, create-admin, openapi."""
+"""The `ocupredict` console script: serve, migrate, create-admin, sweep-images, openapi."""
 
 from __future__ import annotations
 
@@ -113,6 +113,54 @@ async def _create_admin(settings: Settings, email: str, name: str, password: str
     return 0
 
 
+def cmd_sweep_images(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    return asyncio.run(_sweep_images(settings, args.older_than_hours, args.dry_run))
+
+
+async def _sweep_images(settings: Settings, older_than_hours: float, dry_run: bool) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from app.db.session import make_engine, make_sessionmaker
+    from app.observability import configure_logging
+    from app.services.sweep import sweep_orphan_images
+    from app.storage import StorageUnavailable, build_image_store
+
+    configure_logging(settings.log_level)  # one line per orphan found
+    engine = make_engine(settings)
+    try:
+        storage = await build_image_store(settings)
+        try:
+            report = await sweep_orphan_images(
+                make_sessionmaker(engine),
+                storage,
+                cutoff=datetime.now(UTC) - timedelta(hours=older_than_hours),
+                dry_run=dry_run,
+            )
+        finally:
+            await storage.aclose()
+    except StorageUnavailable as exc:
+        print(f"ocupredict: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+    action = "would delete" if dry_run else "deleted"
+    count = report.orphaned if dry_run else report.deleted
+    print(
+        f"{report.scanned} images older than {older_than_hours:g} h, {report.orphaned} "
+        f"referenced by no prediction: {action} {count}, failed {report.failed}"
+    )
+    return 0 if report.failed == 0 else 1
+
+
+def _positive_hours(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a positive number of hours")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocupredict", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,6 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade)")
     migrate.add_argument("revision", nargs="?", default="head")
     migrate.set_defaults(func=cmd_migrate)
+
+    sweep = sub.add_parser(
+        "sweep-images", help="delete stored images that no prediction references"
+    )
+    sweep.add_argument(
+        "--older-than-hours",
+        type=_positive_hours,
+        default=24.0,
+        help="only objects written longer ago than this (default 24)",
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="count and log, delete nothing")
+    sweep.set_defaults(func=cmd_sweep_images)
 
     admin = sub.add_parser("create-admin", help="create a verified administrator account")
     admin.add_argument("email")

@@ -107,6 +107,7 @@ class Prediction(Base):
         ),
         Index("ix_predictions_user_patient", "user_id", "patient_ref", "created_at", "id"),
         Index("ix_predictions_created_feedback", "created_at", "feedback_verdict"),
+        Index("ux_predictions_image_key", "image_key", unique=True),  # 0005_image_key_unique
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -171,6 +171,13 @@ class PredictionRepository:
         """By id alone: only for callers that proved access otherwise (a signed URL)."""
         return await self.session.get(Prediction, prediction_id)
 
+    async def referenced_image_keys(self, keys: Sequence[str]) -> set[str]:
+        """Those of `keys` that some prediction points at (ux_predictions_image_key)."""
+        if not keys:
+            return set()
+        stmt = select(Prediction.image_key).where(Prediction.image_key.in_(keys))
+        return set((await self.session.scalars(stmt)).all())
+
     # ------------------------------------------------------------------ history list
 
     def _search_hint(self, stmt: Select[Any], filters: HistoryFilters) -> Select[Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
@@ -66,6 +67,10 @@ class ImageStore(Protocol):
 
     async def aclose(self) -> None: ...
 
+    def keys_stored_before(self, cutoff: datetime) -> AsyncIterator[list[str]]:
+        """Pages of the image keys (our key shape only) last written before `cutoff`."""
+        ...
+
 
 def normalize_extension(extension: str) -> str:
     """'.JPEG' -> 'jpg'; anything outside the allow-list raises ValueError."""
@@ -83,8 +88,12 @@ def new_image_key(extension: str, now: datetime) -> str:
     return f"images/{utc:%Y}/{utc:%m}/{uuid.uuid4().hex}.{ext}"
 
 
+def is_image_key(key: str) -> bool:
+    return _KEY_RE.fullmatch(key) is not None
+
+
 def validate_key(key: str) -> str:
-    if not isinstance(key, str) or _KEY_RE.fullmatch(key) is None:
+    if not isinstance(key, str) or not is_image_key(key):
         raise InvalidImageKey("invalid image key")
     return key
 

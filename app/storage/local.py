@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import anyio.to_thread
@@ -18,6 +20,7 @@ from app.storage.base import (
     StoredImage,
     check_content_type,
     content_type_for_key,
+    is_image_key,
     validate_key,
 )
 
@@ -78,6 +81,14 @@ class LocalImageStore:
     async def aclose(self) -> None:
         return None
 
+    async def keys_stored_before(self, cutoff: datetime) -> AsyncIterator[list[str]]:
+        try:
+            keys = await anyio.to_thread.run_sync(_keys_written_before, self.root, cutoff)
+        except OSError as exc:
+            raise StorageUnavailable() from exc
+        for start in range(0, len(keys), _PAGE):
+            yield keys[start : start + _PAGE]
+
 
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +103,20 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_PAGE = 1000
+
+
+def _keys_written_before(root: Path, cutoff: datetime) -> list[str]:
+    """images/yyyy/mm/<hex>.<ext> files modified before `cutoff` (temp files excluded)."""
+    limit = cutoff.timestamp()
+    keys = []
+    for path in sorted((root / "images").glob("*/*/*")):
+        key = path.relative_to(root).as_posix()
+        if is_image_key(key) and path.is_file() and path.stat().st_mtime < limit:
+            keys.append(key)
+    return keys
 
 
 def _probe_writable(root: Path) -> None:

@@ -8,8 +8,9 @@ StorageUnavailable with a generic message; the original is chained for the logs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
+from datetime import datetime
 from typing import Any
 
 import aioboto3
@@ -25,6 +26,7 @@ from app.storage.base import (
     StoredImage,
     check_content_type,
     content_type_for_key,
+    is_image_key,
     validate_key,
 )
 
@@ -140,6 +142,18 @@ class S3ImageStore:
                 ExpiresIn=expires_in,
             )
         return url
+
+    async def keys_stored_before(self, cutoff: datetime) -> AsyncIterator[list[str]]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        with _storage_errors():
+            async for page in paginator.paginate(Bucket=self._bucket, Prefix="images/"):
+                keys = [
+                    entry["Key"]
+                    for entry in page.get("Contents", [])
+                    if is_image_key(entry["Key"]) and entry["LastModified"] < cutoff
+                ]
+                if keys:
+                    yield keys
 
     async def check(self) -> None:
         # A readiness probe must answer promptly even if the endpoint black-holes packets.

@@ -1,0 +1,60 @@
+"""Remove stored images that no prediction references any more.
+
+Such orphans arise when a request stored its image and then failed to write its row and
+also failed to delete the object (app.services.prediction), when deleting a prediction
+could not delete its object, or when the process died between the two writes. Only keys
+of our own shape are considered, and only objects older than a grace period, so an
+upload whose row is still being written is never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.repositories.predictions import PredictionRepository
+from app.storage import ImageStore, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepReport:
+    scanned: int = 0  # image objects older than the cutoff
+    orphaned: int = 0  # of which no prediction references
+    deleted: int = 0
+    failed: int = 0  # orphans whose delete failed (logged; the next sweep retries)
+
+
+async def sweep_orphan_images(
+    sessions: async_sessionmaker[AsyncSession],
+    storage: ImageStore,
+    *,
+    cutoff: datetime,
+    dry_run: bool,
+) -> SweepReport:
+    """Delete (or, with dry_run, only count and log) orphans written before `cutoff`."""
+    report = SweepReport()
+    async for keys in storage.keys_stored_before(cutoff):
+        report.scanned += len(keys)
+        async with sessions() as session:
+            referenced = await PredictionRepository(session).referenced_image_keys(keys)
+        for key in keys:
+            if key in referenced:
+                continue
+            report.orphaned += 1
+            if dry_run:
+                log.info("orphaned image %s (dry run: kept)", key)
+                continue
+            try:
+                await storage.delete(key)
+            except StorageUnavailable:
+                report.failed += 1
+                log.warning("could not delete orphaned image %s", key, exc_info=True)
+            else:
+                report.deleted += 1
+                log.info("deleted orphaned image %s", key)
+    return report
