@@ -1,10 +1,11 @@
-"""Keyword arguments for aioboto3 clients, shared by the image store and weights fetch."""
+"""S3 client settings and error reading, shared by the image store and the weights fetch."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from app.config import Settings
 
@@ -26,3 +27,11 @@ def s3_client_kwargs(settings: Settings) -> dict[str, Any]:
     if settings.aws_secret_access_key is not None:
         kwargs["aws_secret_access_key"] = settings.aws_secret_access_key.get_secret_value()
     return kwargs
+
+
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def is_not_found(exc: ClientError) -> bool:
+    """The object (or bucket) does not exist, as opposed to any other refusal."""
+    return str(exc.response.get("Error", {}).get("Code", "")) in _NOT_FOUND_CODES

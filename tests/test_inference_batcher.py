@@ -11,8 +11,9 @@ import pytest
 
 from app.config import Settings
 from app.inference import Classifier, ModelUnavailable, build_classifier
+from app.inference.arrays import FloatArray, ProbArray
 from app.inference.backends import softmax
-from app.inference.batcher import FloatArray, MicroBatcher, ProbArray
+from app.inference.batcher import MicroBatcher
 from app.inference.classifier import thread_plan
 from app.inference.manifest import DEFAULT_MANIFEST
 from app.inference.weights import WeightsInfo

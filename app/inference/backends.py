@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from app.inference.arrays import FloatArray, ProbArray
 from app.inference.errors import ModelUnavailable
 from app.inference.network import EyeDiseaseClassifier
 
@@ -26,8 +27,6 @@ log = logging.getLogger(__name__)
 OPSET = 17
 EXPORT_TOLERANCE = 1e-3  # max |logit| difference accepted between torch and a fresh export
 
-FloatArray = npt.NDArray[np.float32]
-ProbArray = npt.NDArray[np.float64]
 BackendKind = Literal["auto", "onnx", "torch"]
 
 
@@ -78,7 +77,6 @@ class OnnxBackend:
             providers.insert(0, "CUDAExecutionProvider")
         self._session = ort.InferenceSession(str(model_path), options, providers=providers)
         self._input = self._session.get_inputs()[0].name
-        self.providers: list[str] = self._session.get_providers()
 
     @classmethod
     def for_network(

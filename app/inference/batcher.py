@@ -18,12 +18,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
+from app.inference.arrays import FloatArray, ProbArray
 from app.inference.errors import ModelUnavailable
 
-FloatArray = npt.NDArray[np.float32]
-ProbArray = npt.NDArray[np.float64]
 RunBatch = Callable[[FloatArray], ProbArray]
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.config import Settings
+from app.inference.arrays import FloatArray
 from app.inference.backends import Backend, create_backend
-from app.inference.batcher import FloatArray, MicroBatcher
+from app.inference.batcher import MicroBatcher
 from app.inference.errors import ModelUnavailable
 from app.inference.manifest import ModelManifest
 from app.inference.weights import WeightsInfo, load_weights
@@ -51,8 +52,6 @@ class Classifier:
     ) -> None:
         self.weights = weights
         self.manifest = manifest
-        self.version = weights.version
-        self.demo = weights.demo
         self.backend_name = backend.name
         self.ready = False  # True once a warm-up batch has gone through
         self._batcher = batcher
@@ -62,6 +61,14 @@ class Classifier:
         """Wrap the decoding of an image that will be classified: the batcher then waits
         for it to share a batch instead of running a lone request at once."""
         return self._batcher.expecting()
+
+    @property
+    def version(self) -> str:
+        return self.weights.version
+
+    @property
+    def demo(self) -> bool:
+        return self.weights.demo
 
     async def classify(self, array: FloatArray) -> Classification:
         """Classify one preprocessed image (decode_upload(...).array)."""

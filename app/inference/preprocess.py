@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 from PIL import ExifTags, Image
+
+from app.inference.arrays import FloatArray
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_SIDE = 64
 
 ContentType = Literal["image/jpeg", "image/png"]
-FloatArray = npt.NDArray[np.float32]
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

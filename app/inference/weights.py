@@ -29,7 +29,7 @@ import torch
 from botocore.exceptions import BotoCoreError, ClientError
 from torch import Tensor
 
-from app.aws import s3_client_kwargs
+from app.aws import is_not_found, s3_client_kwargs
 from app.config import Settings
 from app.inference.errors import ModelUnavailable
 from app.inference.manifest import DEFAULT_MANIFEST, ModelManifest
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 DEMO_SEED = 20250201
 _CHUNK = 1 << 20
-_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 
 
 @dataclass(frozen=True)
@@ -158,7 +157,7 @@ async def _s3_weights(settings: Settings, source: str) -> LoadedWeights:
                     return loaded
             loaded = await _download(s3, bucket, key, etag, cached, manifest, source)
     except (BotoCoreError, ClientError) as exc:
-        if isinstance(exc, ClientError) and _error_code(exc) in _NOT_FOUND:
+        if isinstance(exc, ClientError) and is_not_found(exc):
             raise ModelUnavailable(f"model weights not found: {source}") from exc
         raise ModelUnavailable(f"cannot fetch model weights {source}: {exc}") from exc
     async for old in cache_dir.glob(f"{prefix}-*.pth"):  # earlier versions of this key
@@ -212,14 +211,10 @@ async def _s3_manifest(s3: Any, bucket: str, key: str) -> ModelManifest:
     try:
         response = await s3.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if _error_code(exc) in _NOT_FOUND:
+        if is_not_found(exc):
             return DEFAULT_MANIFEST
         raise
     body = response["Body"]
     async with body:
         raw: bytes = await body.read()
     return ModelManifest.parse(raw, f"s3://{bucket}/{key}")
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))

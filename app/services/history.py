@@ -22,8 +22,8 @@ from app.db.models import User
 from app.inference.manifest import ModelManifest
 from app.repositories.predictions import HistoryFilters, PredictionRepository
 from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage, zone
-from app.schemas.prediction import Prediction, detail_from_row, label_lookup, summary_from_row
-from app.services.images import image_url_for
+from app.schemas.prediction import Prediction, label_lookup, summary_from_row
+from app.services.images import prediction_detail
 from app.storage import (
     ImageNotFound,
     ImageStore,
@@ -126,11 +126,11 @@ class HistoryService:
         settings: Settings,
         manifest: ModelManifest,
         *,
-        sessions: SessionFactory | None = None,
-        on_change: Callable[[], None] | None = None,
+        sessions: SessionFactory,
+        on_change: Callable[[], None],
     ) -> None:
-        """`sessions` lets the list run its count and its page concurrently (else both use
-        `session`); `on_change` is called after feedback or a delete is committed."""
+        """`sessions` lets the list run its count and its page concurrently; `on_change`
+        is called after feedback or a delete is committed."""
         self.session = session
         self.storage = storage
         self.settings = settings
@@ -138,10 +138,6 @@ class HistoryService:
         self.repo = PredictionRepository(session)
         self.sessions = sessions
         self.on_change = on_change
-
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change()
 
     async def _owned(self, prediction_id: int, user: User) -> PredictionRow:
         row = await self.repo.get_owned(prediction_id, user.id)
@@ -152,8 +148,9 @@ class HistoryService:
     async def detail(
         self, row: PredictionRow, user: User, base_url: str, now: datetime
     ) -> Prediction:
-        url, expires_at = await image_url_for(row, self.storage, self.settings, base_url, now=now)
-        return detail_from_row(row, label_lookup(self.manifest, user.locale), url, expires_at)
+        return await prediction_detail(
+            row, self.storage, self.settings, self.manifest, user.locale, base_url, now=now
+        )
 
     async def page(self, user: User, query: HistoryQuery) -> PredictionPage:
         tz = zone(query.tz or self.settings.default_timezone)
@@ -177,13 +174,8 @@ class HistoryService:
                 user.id, filters, query.sort, query.effective_order, offset, query.page_size
             )
 
-        if self.sessions is not None:
-            # The count (the slow half at 100,000 rows) on a second connection meanwhile.
-            total, rows = await asyncio.gather(
-                in_own_session(self.sessions, count), rows_of(self.repo)
-            )
-        else:
-            total, rows = await count(self.repo), await rows_of(self.repo)
+        # The count (the slow half at 100,000 rows) on a second connection meanwhile.
+        total, rows = await asyncio.gather(in_own_session(self.sessions, count), rows_of(self.repo))
         label = label_lookup(self.manifest, user.locale)
         return PredictionPage(
             items=[summary_from_row(row, label) for row in rows],
@@ -266,7 +258,7 @@ class HistoryService:
         comment = (body.comment or "").strip() or None
         await self.repo.set_feedback(row, body.verdict, correct_class, comment, now)
         await self.session.commit()
-        self._changed()
+        self.on_change()
         return await self.detail(row, user, base_url, now)
 
     async def delete(self, prediction_id: int, user: User) -> None:
@@ -282,7 +274,7 @@ class HistoryService:
         if not await self.repo.delete_owned(prediction_id, user.id):
             raise NotFound("Prediction not found")  # deleted concurrently
         await self.session.commit()
-        self._changed()
+        self.on_change()
         try:
             await self.storage.delete(key)
         except (StorageUnavailable, InvalidImageKey):

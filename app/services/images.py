@@ -15,7 +15,10 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from app.config import Settings
-from app.db.models import Prediction
+from app.db.base import utcnow
+from app.db.models import Prediction as PredictionRow
+from app.inference.manifest import ModelManifest
+from app.schemas.prediction import Prediction, detail_from_row, label_lookup
 from app.storage import ImageStore, image_access_params
 
 
@@ -25,7 +28,7 @@ def local_image_path(settings: Settings, prediction_id: int) -> str:
 
 
 async def image_url_for(
-    row: Prediction,
+    row: PredictionRow,
     storage: ImageStore,
     settings: Settings,
     base_url: str,
@@ -38,7 +41,7 @@ async def image_url_for(
     only for the local store. Raises StorageUnavailable when S3 cannot sign.
     """
     ttl = settings.image_url_ttl_seconds
-    current = (now or datetime.now(UTC)).astimezone(UTC)
+    current = (now or utcnow()).astimezone(UTC)
     presigned = await storage.presigned_url(row.image_key, ttl)
     if presigned is not None:
         # Whole seconds, like the X-Amz-Expires the URL carries.
@@ -47,3 +50,18 @@ async def image_url_for(
     expires_at = datetime.fromtimestamp(int(params["expires"]), UTC)
     url = f"{base_url.rstrip('/')}{local_image_path(settings, row.id)}?{urlencode(params)}"
     return url, expires_at
+
+
+async def prediction_detail(
+    row: PredictionRow,
+    storage: ImageStore,
+    settings: Settings,
+    manifest: ModelManifest,
+    locale: str,
+    base_url: str,
+    *,
+    now: datetime | None = None,
+) -> Prediction:
+    """The Prediction resource for a row: labels in `locale` and a fresh image URL."""
+    url, expires_at = await image_url_for(row, storage, settings, base_url, now=now)
+    return detail_from_row(row, label_lookup(manifest, locale), url, expires_at)

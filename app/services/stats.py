@@ -118,7 +118,7 @@ class StatsService:
         session: AsyncSession,
         sessions: SessionFactory,
         manifest: ModelManifest,
-        overall_cache: TotalsCache | None = None,
+        overall_cache: TotalsCache,
     ) -> None:
         """`session` (the request's) runs one query; `sessions` opens connections for the
         others, so they all run at the same time."""
@@ -187,13 +187,13 @@ class StatsService:
         async def totals(repo: PredictionRepository) -> Totals:
             return await repo.overall_totals(start, end)
 
-        cache = self.overall_cache if name == "all" else None
+        if name != "all":
+            return await in_own_session(self.sessions, totals)
         key = (start, end)
-        if cache is not None and (hit := cache.get(key)) is not None:
+        if (hit := self.overall_cache.get(key)) is not None:
             return hit
         result = await in_own_session(self.sessions, totals)
-        if cache is not None:
-            cache.put(key, result)
+        self.overall_cache.put(key, result)
         return result
 
     async def _daily(

@@ -18,7 +18,7 @@ import aiohttp
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.aws import s3_client_kwargs
+from app.aws import is_not_found, s3_client_kwargs
 from app.config import ConfigError, Settings
 from app.storage.base import (
     ImageNotFound,
@@ -34,7 +34,6 @@ from app.storage.base import (
 # 2 attempts x 2 s connect (+ short backoff) keeps a black-holed endpoint under ~5 s.
 _FAST_FAIL = Config(connect_timeout=2, retries={"max_attempts": 2, "mode": "standard"})
 _CHECK_DEADLINE_S = 6.0
-_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     BotoCoreError,  # endpoint connection, timeouts, missing credentials
@@ -44,17 +43,13 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 @contextmanager
 def _storage_errors(*, not_found: bool = False) -> Iterator[None]:
     """Map client errors; with not_found=True a missing object raises ImageNotFound."""
     try:
         yield
     except ClientError as exc:
-        if not_found and _error_code(exc) in _NOT_FOUND_CODES:
+        if not_found and is_not_found(exc):
             raise ImageNotFound() from exc
         # Access denied, bad credentials, missing bucket, 5xx: the store is unusable.
         raise StorageUnavailable() from exc

@@ -8,8 +8,8 @@ from fastapi import APIRouter, File, Form, UploadFile, status
 
 from app.api.deps import BaseUrl, ClassifierDep, CurrentUser, SessionDep, SettingsDep, StorageDep
 from app.api.errors import error_responses
-from app.schemas.prediction import Prediction, detail_from_row, label_lookup
-from app.services.images import image_url_for
+from app.schemas.prediction import Prediction
+from app.services.images import prediction_detail
 from app.services.prediction import Upload, create_prediction
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -58,5 +58,6 @@ async def create(
         classifier=classifier,
         settings=settings,
     )
-    url, expires_at = await image_url_for(row, storage, settings, base_url)
-    return detail_from_row(row, label_lookup(classifier.manifest, user.locale), url, expires_at)
+    return await prediction_detail(
+        row, storage, settings, classifier.manifest, user.locale, base_url
+    )
