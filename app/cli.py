@@ -32,7 +32,6 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings.check_production()
     workers = args.workers or settings.web_workers
     # The worker processes read their settings from the environment: tell them how many
     # share this host, so their inference threads add up to the cores, not a multiple.

@@ -44,7 +44,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         engine = make_engine(settings)
         stack.push_async_callback(engine.dispose)
-        app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         storage = await build_image_store(settings)
         stack.push_async_callback(storage.aclose)
@@ -117,11 +116,10 @@ def _point_token_url_at(app: FastAPI, token_url: str) -> None:
     build_schema = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schemes = build_schema().get("components", {}).get("securitySchemes", {})
-            for scheme in schemes.values():
-                if "password" in scheme.get("flows", {}):
-                    scheme["flows"]["password"]["tokenUrl"] = token_url
-        return app.openapi_schema or build_schema()
+        schema = build_schema()  # FastAPI builds it once and keeps it; patching is idempotent
+        for scheme in schema.get("components", {}).get("securitySchemes", {}).values():
+            if "password" in scheme.get("flows", {}):
+                scheme["flows"]["password"]["tokenUrl"] = token_url
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

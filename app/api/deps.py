@@ -14,11 +14,12 @@ from typing import Annotated
 
 from fastapi import BackgroundTasks, Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.errors import Forbidden, NotAuthenticated
 from app.config import Settings
 from app.db.models import User
+from app.db.session import SessionFactory
 from app.inference import Classifier, ModelManifest
 from app.mail import Mailer
 from app.repositories import UserRepository
@@ -30,7 +31,6 @@ from app.security import (
     trusted_networks,
 )
 from app.services.auth import AuthService
-from app.services.history import SessionFactory
 from app.services.notify import CodeMailer
 from app.services.stats import TotalsCache
 from app.storage import ImageStore
@@ -42,7 +42,7 @@ async def get_settings(request: Request) -> Settings:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    factory: SessionFactory = request.app.state.sessionmaker
     async with factory() as session:
         yield session
 

@@ -60,8 +60,17 @@ class NotAuthenticated(AppError):
 
 
 class Forbidden(AppError):
-    def __init__(self, detail: str = "Not allowed", code: str = "FORBIDDEN") -> None:
-        super().__init__(403, code, detail)
+    def __init__(self, detail: str = "Not allowed") -> None:
+        super().__init__(403, "FORBIDDEN", detail)
+
+
+def too_large_message(limit_mb: int) -> str:
+    return f"The file is larger than the {limit_mb} MB limit."
+
+
+class FileTooLarge(AppError):
+    def __init__(self, limit_mb: int) -> None:
+        super().__init__(413, "FILE_TOO_LARGE", too_large_message(limit_mb))
 
 
 class RateLimited(AppError):

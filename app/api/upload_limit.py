@@ -10,24 +10,25 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import error_response
+from app.api.errors import FileTooLarge, error_response, too_large_message
 
 # Multipart framing and the small form fields beside the file.
 MULTIPART_OVERHEAD = 64 * 1024
 
 
 class _BodyTooLarge(StarletteHTTPException):
-    """An HTTPException, so FastAPI's body parsing re-raises it instead of a 400."""
+    """An HTTPException, so FastAPI's body parsing re-raises it (instead of a 400) and the
+    app's HTTP error handler answers 413 FILE_TOO_LARGE."""
 
     def __init__(self, limit_mb: int) -> None:
-        super().__init__(413, f"The file is larger than the {limit_mb} MB limit.")
+        super().__init__(413, too_large_message(limit_mb))
 
 
 class UploadLimitMiddleware:
     def __init__(self, app: ASGIApp, *, paths: set[str], max_file_bytes: int) -> None:
         self.app = app
         self.paths = paths
-        self.max_file_bytes = max_file_bytes
+        self.limit_mb = max_file_bytes // (1024 * 1024)
         self.max_body = max_file_bytes + MULTIPART_OVERHEAD
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -40,7 +41,6 @@ class UploadLimitMiddleware:
                 return
 
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -48,24 +48,13 @@ class UploadLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise _BodyTooLarge(self.max_file_bytes // (1024 * 1024))
+                    raise _BodyTooLarge(self.limit_mb)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await self._refuse(scope, receive, send)
+        await self.app(scope, counting_receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit_mb = self.max_file_bytes // (1024 * 1024)
-        response = error_response(
-            413, "FILE_TOO_LARGE", f"The file is larger than the {limit_mb} MB limit."
-        )
+        error = FileTooLarge(self.limit_mb)
+        response = error_response(error.status_code, error.code, error.detail)
         response.headers["Connection"] = "close"
         await response(scope, receive, send)

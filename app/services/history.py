@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.errors import AppError, NotFound
 from app.config import Settings
 from app.db.models import Prediction as PredictionRow
 from app.db.models import User
+from app.db.session import SessionFactory
 from app.inference.manifest import ModelManifest
 from app.repositories.predictions import HistoryFilters, PredictionRepository
 from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage, zone
@@ -107,7 +108,6 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 T = TypeVar("T")
-SessionFactory = async_sessionmaker[AsyncSession]
 
 
 async def in_own_session(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
-from app.api.errors import AppError, ServiceUnavailable
+from app.api.errors import AppError, FileTooLarge, ServiceUnavailable
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import Prediction, User
@@ -75,9 +75,7 @@ async def create_prediction(
     if not upload.data:
         raise AppError(422, "INVALID_IMAGE", "The file is empty.")
     if len(upload.data) > settings.max_upload_bytes:
-        raise AppError(
-            413, "FILE_TOO_LARGE", f"The file is larger than the {settings.max_upload_mb} MB limit."
-        )
+        raise FileTooLarge(settings.max_upload_mb)
     # End the auth lookup's read transaction so no pooled connection is held while the
     # image is decoded and classified (under load that would exhaust the pool).
     await session.commit()

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import User
+from app.db.session import SessionFactory
 from app.inference.manifest import ModelManifest
 from app.repositories.predictions import DaySpan, PredictionRepository, Totals
 from app.schemas.history import zone
@@ -42,7 +43,7 @@ from app.schemas.home import (
     StatsRange,
 )
 from app.schemas.prediction import label_lookup
-from app.services.history import SessionFactory, in_own_session, local_midnight
+from app.services.history import in_own_session, local_midnight
 
 RANGE_DAYS: dict[str, int] = {"today": 1, "week": 7, "month": 30}
 OVERALL_ALL_TTL_SECONDS = 60.0

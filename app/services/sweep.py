@@ -13,8 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
+from app.db.session import SessionFactory
 from app.repositories.predictions import PredictionRepository
 from app.storage import ImageStore, StorageUnavailable
 
@@ -30,7 +29,7 @@ class SweepReport:
 
 
 async def sweep_orphan_images(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: SessionFactory,
     storage: ImageStore,
     *,
     cutoff: datetime,
