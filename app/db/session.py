@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, event, make_url
+from sqlalchemy import URL, event, make_url, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -39,6 +39,11 @@ def make_engine(settings: Settings) -> AsyncEngine:
 
 
 SessionFactory = async_sessionmaker[AsyncSession]
+
+
+async def ping(session: AsyncSession) -> None:
+    """A round trip to the database (readiness); raises when it cannot be reached."""
+    await session.execute(text("SELECT 1"))
 
 
 def make_sessionmaker(engine: AsyncEngine) -> SessionFactory:

@@ -249,19 +249,16 @@ class PredictionRepository:
         """One page as a deferred join: the inner query picks the page's ids from an index
         (so a deep OFFSET skips index entries, not whole rows), the outer one reads just
         those rows by primary key, in the same order."""
+        order_by = self._order_by(sort, order)
         ids_stmt = (
             select(Prediction.id)
             .where(*self._conditions(user_id, filters))
-            .order_by(*self._order_by(sort, order))
+            .order_by(*order_by)
             .offset(offset)
             .limit(limit)
         )
         page_ids = self._search_hint(ids_stmt, filters).subquery("page_ids")
-        stmt = (
-            select(Prediction)
-            .join(page_ids, Prediction.id == page_ids.c.id)
-            .order_by(*self._order_by(sort, order))
-        )
+        stmt = select(Prediction).join(page_ids, Prediction.id == page_ids.c.id).order_by(*order_by)
         return (await self.session.scalars(stmt)).all()
 
     # ------------------------------------------------------------------ writes

@@ -27,20 +27,12 @@ class OneTimeCodes:
         await self.repo.replace(user.id, purpose, digest, now + self._ttl)
         return code
 
-    async def redeem(
-        self, user: User | None, purpose: CodePurpose, raw_code: str, now: datetime
-    ) -> bool:
+    async def redeem(self, user: User, purpose: CodePurpose, raw_code: str, now: datetime) -> bool:
         """True once for the right live code; every try counts against the attempt limit."""
         code = normalize_code(raw_code)
-        if user is None:  # same work as a real check: no timing hint that the email is unknown
-            code_digest(self._secret, 0, purpose, code)
-            return False
         live = await self.repo.find_live(user.id, purpose, now, self._max_attempts)
         if live is None or not await self.repo.take_attempt(live.id, self._max_attempts):
             return False
         if not codes_match(live.code_hash, self._secret, user.id, purpose, code):
             return False
         return await self.repo.mark_used(live.id, now)
-
-    async def discard(self, user: User, purpose: CodePurpose) -> None:
-        await self.repo.delete_all(user.id, purpose)

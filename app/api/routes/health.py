@@ -6,9 +6,9 @@ import logging
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from app.api.deps import ClassifierDep, SessionDep, StorageDep
+from app.db.session import ping
 from app.schemas.health import Live, ModelStatus, Ready
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -41,7 +41,7 @@ async def ready(
         ),
     )
     try:
-        await session.execute(text("SELECT 1"))
+        await ping(session)
     except Exception:
         log.warning("readiness: database check failed", exc_info=True)
         body.database = "error"
@@ -52,7 +52,7 @@ async def ready(
         log.warning("readiness: image store check failed", exc_info=True)
         body.storage = "error"
 
-    if body.database != "ok" or body.storage == "error" or not body.model.ready:
+    if body.database != "ok" or body.storage != "ok" or not body.model.ready:
         body.status = "not_ready"
     status_code = 200 if body.status == "ready" else 503
     return JSONResponse(body.model_dump(mode="json"), status_code=status_code)
