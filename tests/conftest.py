@@ -30,6 +30,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from alembic.config import Config
 from asgi_lifespan import LifespanManager
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -127,6 +128,22 @@ def s3_endpoint() -> Iterator[str]:
     server.stop()
 
 
+S3_TEST_REGION = "us-east-1"
+S3_TEST_KEY = "testing"  # moto accepts any credentials
+
+
+def s3_test_settings(endpoint: str, **overrides: Any) -> Settings:
+    """Settings (no .env) whose S3 clients reach the moto server at `endpoint`."""
+    return Settings(
+        _env_file=None,
+        s3_endpoint_url=endpoint,
+        aws_region=S3_TEST_REGION,
+        aws_access_key_id=SecretStr(S3_TEST_KEY),
+        aws_secret_access_key=SecretStr(S3_TEST_KEY),
+        **overrides,
+    )
+
+
 @pytest.fixture(scope="session")
 def s3_client(s3_endpoint: str) -> Any:
     """A plain (sync) boto3 client on the moto server, to look behind the app's back."""
@@ -135,9 +152,9 @@ def s3_client(s3_endpoint: str) -> Any:
     return boto3.client(
         "s3",
         endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        region_name=S3_TEST_REGION,
+        aws_access_key_id=S3_TEST_KEY,
+        aws_secret_access_key=S3_TEST_KEY,
     )
 
 
@@ -248,9 +265,9 @@ def base_settings(
         "mail_ssl_tls": False,
         "model_cache_dir": model_cache_dir,
         "inference_backend": "torch",
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-        "aws_region": "us-east-1",
+        "aws_access_key_id": S3_TEST_KEY,
+        "aws_secret_access_key": S3_TEST_KEY,
+        "aws_region": S3_TEST_REGION,
         # Argon2 at ~1 ms instead of ~150 ms per hash; production refuses such values.
         "password_hash_time_cost": 1,
         "password_hash_memory_kib": 1024,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 
 from app.db.models import Prediction, User
@@ -30,6 +31,12 @@ class Doctor:
     email: str
     locale: str
     headers: dict[str, str] = field(repr=False)
+
+
+def app_of(client: httpx.AsyncClient) -> FastAPI:
+    """The app behind a test client (make_client sets it)."""
+    app: FastAPI = client.app  # type: ignore[attr-defined]
+    return app
 
 
 async def make_doctor(

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from alembic import command
 from app.config import Settings
 from app.db.session import make_engine
+from app.main import create_app
 from tests.conftest import ROOT, ClientFactory, free_port, in_own_thread
 
 
@@ -35,7 +36,7 @@ async def test_ready_checks_database(client: httpx.AsyncClient) -> None:
     assert body["database"] == "ok"
 
 
-async def test_ready_503_when_database_down(make_client: ClientFactory, tmp_path) -> None:
+async def test_ready_503_when_database_down(make_client: ClientFactory) -> None:
     # A MySQL URL on a closed port: the app starts, readiness says which part failed.
     async with make_client(database_url="mysql+aiomysql://root@127.0.0.1:1/none") as client:
         response = await client.get("/api/v1/health/ready")
@@ -136,9 +137,6 @@ def test_migrations_round_trip_and_no_drift(
 
 
 def test_swagger_token_url_follows_api_prefix() -> None:
-    from app.config import Settings
-    from app.main import create_app
-
     schema = create_app(Settings(api_prefix="/v9")).openapi()
     schemes = schema["components"]["securitySchemes"].values()
     assert [s["flows"]["password"]["tokenUrl"] for s in schemes] == ["/v9/auth/login"]

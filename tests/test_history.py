@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from app.db.models import Prediction
-from tests.factories import Doctor, add_prediction, make_doctor
+from tests.factories import Doctor, add_prediction, app_of, make_doctor
 
 URL = "/api/v1/history"
 LIMA = ZoneInfo("America/Lima")  # UTC-5 all year (no DST)
@@ -29,10 +29,6 @@ async def page(client: httpx.AsyncClient, doctor: Doctor, **params: Any) -> dict
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-def app_of(client: httpx.AsyncClient) -> Any:
-    return client.app  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- basics

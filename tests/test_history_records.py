@@ -7,20 +7,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import httpx
 import pytest
 
 from app.storage import StorageUnavailable
 from tests.conftest import ClientFactory
-from tests.factories import Doctor, add_prediction, add_stored_prediction, make_doctor
+from tests.factories import Doctor, add_prediction, add_stored_prediction, app_of, make_doctor
 
 URL = "/api/v1/history"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
-
-
-def app_of(client: httpx.AsyncClient) -> Any:
-    return client.app  # type: ignore[attr-defined]
 
 
 def path_and_query(url: str) -> tuple[str, dict[str, str]]:
@@ -328,15 +323,9 @@ async def test_delete_keeps_no_row_when_the_store_fails(
 
 
 async def test_s3_image_redirect_and_delete(
-    make_client: ClientFactory, s3_endpoint: str, s3_bucket: str
+    make_client: ClientFactory, s3_endpoint: str, s3_bucket: str, s3_client: Any
 ) -> None:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = s3_client
     async with make_client(
         storage_backend="s3", aws_s3_bucket=s3_bucket, s3_endpoint_url=s3_endpoint
     ) as client:

@@ -13,7 +13,7 @@ from torchvision import transforms
 
 from app.inference import DecodedImage, ImageRejected, decode_upload, sniff
 from app.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from tests.test_inference_support import encode, png_bytes, synthetic_photo
+from tests.test_inference_support import bilevel_png, encode, png_bytes, synthetic_photo
 
 MAX_PIXELS = 50_000_000  # the service default
 REFERENCE = transforms.Compose(
@@ -34,12 +34,6 @@ def reference_array(data: bytes) -> np.ndarray:
 
 def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
     return decode_upload(data, max_pixels=max_pixels)
-
-
-def bilevel_png(width: int, height: int) -> bytes:
-    """An all-black 1-bit PNG: tiny on disk, `width*height` pixels once decoded."""
-    row = b"\x00" * (1 + (width + 7) // 8)
-    return png_bytes(width, height, 1, 0, row * height)
 
 
 def rejection(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[int, str]:

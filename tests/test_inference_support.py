@@ -62,6 +62,12 @@ def png_bytes(width: int, height: int, bit_depth: int, color_type: int, raw: byt
     )
 
 
+def bilevel_png(width: int, height: int) -> bytes:
+    """An all-black 1-bit PNG: tiny on disk, `width*height` pixels once decoded."""
+    row = b"\x00" * (1 + (width + 7) // 8)
+    return png_bytes(width, height, 1, 0, row * height)
+
+
 @functools.cache
 def _calibrated(seed: int, num_classes: int) -> dict[str, Tensor]:
     # A random ResNet's logits are dominated by an input-independent offset (near-constant

@@ -9,16 +9,15 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
-from pydantic import SecretStr
 
 from app.config import Settings
 from app.inference import ModelUnavailable, build_classifier
 from app.inference.manifest import DEFAULT_MANIFEST
 from app.inference.network import seeded_state_dict
 from app.inference.weights import load_weights, manifest_path
+from tests.conftest import s3_test_settings
 from tests.test_inference_support import sensitive_state_dict, state_dict_file_bytes
 
 THREE_CLASSES = {
@@ -35,25 +34,8 @@ def settings(cache: Path, **overrides: Any) -> Settings:
 
 
 def s3_settings(cache: Path, endpoint: str, source: str, **overrides: Any) -> Settings:
-    return settings(
-        cache,
-        model_source=source,
-        s3_endpoint_url=endpoint,
-        aws_region="us-east-1",
-        aws_access_key_id=SecretStr("testing"),
-        aws_secret_access_key=SecretStr("testing"),
-        **overrides,
-    )
-
-
-@pytest.fixture
-def s3(s3_endpoint: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+    return s3_test_settings(
+        endpoint, model_cache_dir=cache, inference_backend="torch", model_source=source, **overrides
     )
 
 
@@ -139,11 +121,11 @@ async def test_production_refuses_demo_weights(tmp_path: Path) -> None:
 
 
 async def test_s3_weights_are_cached_by_etag(
-    tmp_path: Path, s3_endpoint: str, s3_bucket: str, s3: Any
+    tmp_path: Path, s3_endpoint: str, s3_bucket: str, s3_client: Any
 ) -> None:
     key = "models/eye.pth"
     first_bytes = state_dict_file_bytes(sensitive_state_dict(seed=2))
-    s3.put_object(Bucket=s3_bucket, Key=key, Body=first_bytes)
+    s3_client.put_object(Bucket=s3_bucket, Key=key, Body=first_bytes)
     config = s3_settings(tmp_path, s3_endpoint, f"s3://{s3_bucket}/{key}")
 
     classifier = await build_classifier(config)
@@ -161,7 +143,7 @@ async def test_s3_weights_are_cached_by_etag(
     assert again.info.version == classifier.version
 
     second_bytes = state_dict_file_bytes(sensitive_state_dict(seed=3))
-    s3.put_object(Bucket=s3_bucket, Key=key, Body=second_bytes)
+    s3_client.put_object(Bucket=s3_bucket, Key=key, Body=second_bytes)
     replaced = await load_weights(config)
     assert replaced.info.downloaded
     assert replaced.info.version == hashlib.sha256(second_bytes).hexdigest()[:12]
@@ -170,20 +152,22 @@ async def test_s3_weights_are_cached_by_etag(
 
 
 async def test_s3_manifest_beside_the_object(
-    tmp_path: Path, s3_endpoint: str, s3_bucket: str, s3: Any
+    tmp_path: Path, s3_endpoint: str, s3_bucket: str, s3_client: Any
 ) -> None:
-    s3.put_object(
+    s3_client.put_object(
         Bucket=s3_bucket, Key="m/eye.pth", Body=state_dict_file_bytes(seeded_state_dict(3, 5))
     )
-    s3.put_object(Bucket=s3_bucket, Key="m/eye.json", Body=json.dumps(THREE_CLASSES).encode())
+    s3_client.put_object(
+        Bucket=s3_bucket, Key="m/eye.json", Body=json.dumps(THREE_CLASSES).encode()
+    )
     loaded = await load_weights(s3_settings(tmp_path, s3_endpoint, f"s3://{s3_bucket}/m/eye.pth"))
     assert loaded.manifest.codes == ("glaucoma", "normal", "keratitis")
 
 
 async def test_s3_model_key_setting_is_honoured(
-    tmp_path: Path, s3_endpoint: str, s3_bucket: str, s3: Any
+    tmp_path: Path, s3_endpoint: str, s3_bucket: str, s3_client: Any
 ) -> None:
-    s3.put_object(
+    s3_client.put_object(
         Bucket=s3_bucket, Key="eye.pth", Body=state_dict_file_bytes(seeded_state_dict(4, 5))
     )
     config = s3_settings(tmp_path, s3_endpoint, "", aws_s3_bucket=s3_bucket, model_s3_key="eye.pth")
@@ -192,12 +176,12 @@ async def test_s3_model_key_setting_is_honoured(
 
 
 async def test_s3_missing_or_corrupt_object(
-    tmp_path: Path, s3_endpoint: str, s3_bucket: str, s3: Any
+    tmp_path: Path, s3_endpoint: str, s3_bucket: str, s3_client: Any
 ) -> None:
     with pytest.raises(ModelUnavailable, match="not found"):
         await load_weights(s3_settings(tmp_path, s3_endpoint, f"s3://{s3_bucket}/absent.pth"))
 
-    s3.put_object(Bucket=s3_bucket, Key="bad.pth", Body=b"garbage" * 100)
+    s3_client.put_object(Bucket=s3_bucket, Key="bad.pth", Body=b"garbage" * 100)
     with pytest.raises(ModelUnavailable, match="not a state dict"):
         await load_weights(s3_settings(tmp_path, s3_endpoint, f"s3://{s3_bucket}/bad.pth"))
     assert list((tmp_path / "weights").iterdir()) == []  # no cache entry, no .part file

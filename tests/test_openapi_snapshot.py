@@ -11,15 +11,14 @@ import copy
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.config import Settings
 from app.main import create_app
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT = ROOT / "docs" / "openapi.json"
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 ERROR_REF = "#/components/schemas/ErrorBody"

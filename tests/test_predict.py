@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,21 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.db.models import Prediction
 from tests.conftest import ClientFactory
 from tests.factories import Doctor, make_doctor
-from tests.test_inference_support import encode, synthetic_photo
+from tests.test_inference_support import bilevel_png, encode, synthetic_photo
 
 URL = "/api/v1/predict"
 
 
 def jpeg(width: int = 320, height: int = 240, seed: int = 1) -> bytes:
     return encode(synthetic_photo(width, height, seed), "JPEG", quality=90)
-
-
-@pytest.fixture(scope="module")
-def png_bomb() -> bytes:
-    """20000 x 20000 pixels (400 MP) that compress to a few dozen kilobytes."""
-    out = io.BytesIO()
-    Image.new("1", (20_000, 20_000)).save(out, "PNG", optimize=True)
-    return out.getvalue()
 
 
 @pytest.fixture
@@ -127,15 +118,15 @@ BAD_UPLOADS = {
 }
 
 
-def _bad_upload_bytes(case: str, png_bomb: bytes) -> bytes:
+def _bad_upload_bytes(case: str) -> bytes:
     if case == "truncated jpeg":
         return jpeg(800, 600)[:5000]
     if case == "10x10 image":
         return encode(Image.new("RGB", (10, 10), "red"), "PNG")
     if case == "gif":
         return encode(synthetic_photo(200, 200, 1).convert("P"), "GIF")
-    if case == "png bomb":
-        return png_bomb
+    if case == "png bomb":  # 20000 x 20000 (400 MP) in a few dozen kilobytes
+        return bilevel_png(20_000, 20_000)
     if case == "16 MB file":
         return jpeg() + b"\0" * (16 * 1024 * 1024)
     raise AssertionError(case)
@@ -143,10 +134,10 @@ def _bad_upload_bytes(case: str, png_bomb: bytes) -> bytes:
 
 @pytest.mark.parametrize("case", list(BAD_UPLOADS))
 async def test_bad_uploads_get_their_code_and_leave_nothing_behind(
-    case: str, client: httpx.AsyncClient, doctor: Doctor, db_engine: AsyncEngine, png_bomb: bytes
+    case: str, client: httpx.AsyncClient, doctor: Doctor, db_engine: AsyncEngine
 ) -> None:
     data, filename, status, code = BAD_UPLOADS[case]
-    payload = data if data is not None else _bad_upload_bytes(case, png_bomb)
+    payload = data if data is not None else _bad_upload_bytes(case)
     objects_before = count_objects(client)
     response = await post_image(client, doctor, payload, filename=filename)
     assert response.status_code == status, response.text

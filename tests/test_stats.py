@@ -9,14 +9,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.factories import Doctor, add_prediction, make_doctor
+from tests.factories import Doctor, add_prediction, app_of, make_doctor
 
 URL = "/api/v1/home/stats"
-LIMA = ZoneInfo("America/Lima")
-
-
-def app_of(client: httpx.AsyncClient) -> Any:
-    return client.app  # type: ignore[attr-defined]
 
 
 async def stats(client: httpx.AsyncClient, doctor: Doctor, **params: str) -> dict[str, Any]:

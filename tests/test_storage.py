@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from app.config import ConfigError, Settings
 from app.storage import (
@@ -28,6 +27,7 @@ from app.storage import (
     sign_image_access,
     verify_image_access,
 )
+from tests.conftest import s3_test_settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 JPEG = b"\xff\xd8\xff\xe0" + b"\x01" * 64
@@ -36,15 +36,7 @@ HANG_GUARD_S = 20  # not a speed assertion: only stops a hung request from stall
 
 
 def s3_settings(endpoint: str, bucket: str) -> Settings:
-    return Settings(
-        _env_file=None,
-        storage_backend="s3",
-        aws_s3_bucket=bucket,
-        s3_endpoint_url=endpoint,
-        aws_region="us-east-1",
-        aws_access_key_id=SecretStr("testing"),
-        aws_secret_access_key=SecretStr("testing"),
-    )
+    return s3_test_settings(endpoint, storage_backend="s3", aws_s3_bucket=bucket)
 
 
 @pytest.fixture
