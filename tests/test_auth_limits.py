@@ -232,3 +232,25 @@ async def test_account_without_a_usable_hash_cannot_log_in(
     response = await login(client, "nohash@example.com", "not-a-real-hash")
     assert response.status_code == 401
     assert response.json() == INVALID_CREDENTIALS
+
+
+async def test_a_refused_registration_costs_no_password_hash(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Argon2 is the expensive part of registering: a request the mail limits refuse must
+    # be answered before it, or the limit would not protect the CPU.
+    email = "again@example.com"
+    statuses = [(await register(client, email)).status_code]
+    while statuses[-1] == 201 and len(statuses) < 10:
+        statuses.append((await register(client, email)).status_code)
+    assert statuses[-1] == 429, statuses
+    passwords = client.app.state.passwords  # type: ignore[attr-defined]
+    hashed: list[str] = []
+
+    async def counting_hash(password: str) -> str:
+        hashed.append(password)
+        return "never-used"
+
+    monkeypatch.setattr(passwords, "hash", counting_hash)
+    assert_rate_limited(await register(client, email), 15 * 60)
+    assert hashed == []

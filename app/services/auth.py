@@ -31,7 +31,7 @@ from app.services.errors import (
     WrongCurrentPassword,
 )
 from app.services.notify import CodeMailer
-from app.services.rate_limit import RateLimiter
+from app.services.rate_limit import Keyed, RateLimiter
 from app.services.sessions import IssuedTokens, Sessions
 
 log = logging.getLogger(__name__)
@@ -73,11 +73,19 @@ class AuthService:
         self.limiter = RateLimiter(session, settings)
         self.limits = self.limiter.limits
 
+    def _mail_limits(self, email: str) -> list[Keyed]:
+        """The limits on sending a code: per address and per client IP."""
+        return [(self.limits.mail_email, email), (self.limits.mail_ip, self.ip)]
+
     # ------------------------------------------------------------------ registration
 
     async def register(self, data: Registration) -> User:
         """New account, or a fresh start for a pending (unverified) one; sends a code."""
         email = normalize_email(data.email)
+        # A request the mail limits refuse must not cost an Argon2 hash first. Checked
+        # again (and counted) in _register; the read transaction ends before hashing.
+        await self.limiter.check(self._mail_limits(email), utcnow())
+        await self.db.rollback()
         password_hash = await self.passwords.hash(data.password)
         for attempt in range(2):
             try:
@@ -90,9 +98,7 @@ class AuthService:
 
     async def _register(self, email: str, data: Registration, password_hash: str) -> User:
         now = utcnow()
-        await self.limiter.consume(
-            [(self.limits.mail_email, email), (self.limits.mail_ip, self.ip)], now
-        )
+        await self.limiter.consume(self._mail_limits(email), now)
         user = await self.users.get_by_email(email)
         if user is not None and user.is_verified:
             await self.db.commit()
@@ -123,9 +129,7 @@ class AuthService:
     async def resend_verification(self, email: str) -> None:
         email = normalize_email(email)
         now = utcnow()
-        await self.limiter.consume(
-            [(self.limits.mail_email, email), (self.limits.mail_ip, self.ip)], now
-        )
+        await self.limiter.consume(self._mail_limits(email), now)
         user = await self.users.get_by_email(email)
         code = None
         if user is not None and not user.is_verified:
@@ -177,9 +181,7 @@ class AuthService:
     async def forgot_password(self, email: str) -> None:
         email = normalize_email(email)
         now = utcnow()
-        await self.limiter.consume(
-            [(self.limits.mail_email, email), (self.limits.mail_ip, self.ip)], now
-        )
+        await self.limiter.consume(self._mail_limits(email), now)
         user = await self.users.get_by_email(email)
         code = await self.codes.issue(user, "reset", now) if user is not None else None
         await self.db.commit()
