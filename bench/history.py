@@ -29,8 +29,6 @@ import json
 import os
 import random
 import secrets
-import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -40,21 +38,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import aiomysql
+import httpx
+from _common import ROOT, CpuMeter, background_load, percentile  # puts ROOT on sys.path
+from alembic.config import Config
+from asgi_lifespan import LifespanManager
+from sqlalchemy import func, select
+from sqlalchemy.engine import URL, make_url
 
-import aiomysql  # noqa: E402
-import httpx  # noqa: E402
-from alembic.config import Config  # noqa: E402
-from asgi_lifespan import LifespanManager  # noqa: E402
-from sqlalchemy.engine import URL, make_url  # noqa: E402
-
-from alembic import command  # noqa: E402
-from app.config import Settings  # noqa: E402
-from app.db.models import User  # noqa: E402
-from app.main import create_app  # noqa: E402
-from app.services.sessions import Sessions  # noqa: E402
+from alembic import command
+from app.config import Settings
+from app.db.models import Prediction, User
+from app.main import create_app
+from app.services.sessions import Sessions
 
 DEFAULT_URL = "mysql+aiomysql://root@127.0.0.1:3306/ocupredict_bench"
 DOCTOR_ROWS = 100_000
@@ -257,7 +253,7 @@ async def seed(url: URL) -> int:
             if batch:
                 await cur.executemany(INSERT, batch)
                 await conn.commit()
-            return user_ids[0]
+            return int(user_ids[0])
     finally:
         await conn.ensure_closed()  # COM_QUIT now: an idle transaction would block DDL
 
@@ -316,60 +312,36 @@ class Result:
     others: float = 0.0  # cores busy with other people's work meanwhile
 
 
-class OthersMeter:
-    """Cores kept busy by other work while a case runs: the whole machine's busy time minus
-    this process and the MariaDB server (which serves us, though maybe others too)."""
-
-    def __init__(self) -> None:
-        self.pids = [os.getpid(), *self._pids_named("mariadbd", "mysqld")]
-        self._start = self._sample()
-
-    @staticmethod
-    def _pids_named(*names: str) -> list[int]:
-        found = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/comm") as comm:
-                        if comm.read().strip() in names:
-                            found.append(int(entry))
-                except OSError:
-                    continue
-        return found
-
-    def _sample(self) -> tuple[float, float, float, float]:
-        with open("/proc/stat") as stat:
-            fields = [float(v) for v in stat.readline().split()[1:]]
-        ticks = 0.0
-        for pid in self.pids:
+def database_server_pids() -> list[int]:
+    """The local MariaDB/MySQL server: it serves us, so its CPU is not "others"."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
             try:
-                with open(f"/proc/{pid}/stat") as stat:
-                    values = stat.read().rsplit(")", 1)[1].split()
-                ticks += float(values[11]) + float(values[12])  # utime + stime
-            except (OSError, IndexError, ValueError):
+                with open(f"/proc/{entry}/comm") as comm:
+                    if comm.read().strip() in ("mariadbd", "mysqld"):
+                        found.append(int(entry))
+            except OSError:
                 continue
-        return sum(fields[:8]), fields[3] + fields[4], ticks, time.perf_counter()
-
-    def read(self) -> float:
-        total, idle, ours, now = self._sample()
-        total0, idle0, ours0, then = self._start
-        hz = os.sysconf("SC_CLK_TCK")
-        wall = max(now - then, 1e-9)
-        busy = ((total - total0) - (idle - idle0)) / hz / wall
-        return max(0.0, busy - (ours - ours0) / hz / wall)
+    return found
 
 
 async def time_scenario(
-    client: httpx.AsyncClient, app: Any, scenario: Scenario, n: int, warmup: int
+    client: httpx.AsyncClient,
+    app: Any,
+    scenario: Scenario,
+    n: int,
+    warmup: int,
+    server_pids: list[int],
 ) -> Result:
     samples: list[float] = []
     total: int | None = None
     n = scenario.count or n
-    meter = OthersMeter()
+    meter = CpuMeter(server_pids)
     for i in range(warmup + n):
         path, params = scenario.requests[i % len(scenario.requests)]
-        if scenario.uncached and hasattr(app.state, "overall_totals_cache"):
-            app.state.overall_totals_cache.clear()
+        if scenario.uncached:
+            app.state.totals_cache.clear()
         started = time.perf_counter()
         response = await client.get(path, params=params)
         elapsed = (time.perf_counter() - started) * 1000
@@ -377,18 +349,17 @@ async def time_scenario(
             raise SystemExit(f"{scenario.name}: {response.status_code} {response.text[:300]}")
         if i >= warmup:
             samples.append(elapsed)
-        if total is None and isinstance(response.json(), dict):
-            total = response.json().get("total")
-    cuts = statistics.quantiles(samples, n=100, method="inclusive")
-    return Result(
-        scenario.name, scenario.target_ms, cuts[49], cuts[94], len(samples), total, meter.read()
-    )
+        if total is None and isinstance(body := response.json(), dict):
+            total = body.get("total")
+    others = meter.read()[1]
+    p50, p95 = percentile(samples, 50), percentile(samples, 95)
+    return Result(scenario.name, scenario.target_ms, p50, p95, len(samples), total, others)
 
 
 async def measure(url_text: str, n: int, warmup: int) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="ocupredict-bench-") as tmp:
         settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             environment="development",
             database_url=url_text,
             jwt_secret_key=secrets.token_urlsafe(48),
@@ -400,10 +371,6 @@ async def measure(url_text: str, n: int, warmup: int) -> list[Result]:
         app = create_app(settings)
         async with LifespanManager(app) as manager:
             async with app.state.sessionmaker() as session:
-                from sqlalchemy import func, select
-
-                from app.db.models import Prediction
-
                 user = (await session.scalars(select(User).where(User.email == BENCH_EMAIL))).one()
                 tokens = await Sessions(session, settings).start(user, datetime.now(UTC))
                 await session.commit()
@@ -430,8 +397,10 @@ async def measure(url_text: str, n: int, warmup: int) -> list[Result]:
                 headers={"Authorization": f"Bearer {tokens.access_token}"},
             ) as client:
                 results = []
+                server_pids = database_server_pids()
                 for scenario in scenarios(sample_ids):
-                    results.append(await time_scenario(client, app, scenario, n, warmup))
+                    result = await time_scenario(client, app, scenario, n, warmup, server_pids)
+                    results.append(result)
                     print(format_result(results[-1]), flush=True)
                 return results
 
@@ -476,21 +445,6 @@ def scenarios(sample_ids: list[int]) -> list[Scenario]:
     ]
 
 
-def machine_busy(seconds: float = 1.0) -> float:
-    """Cores busy (anyone's) over `seconds` while we sleep: the machine may be shared."""
-
-    def sample() -> tuple[float, float]:
-        with open("/proc/stat") as stat:
-            fields = [float(v) for v in stat.readline().split()[1:]]
-        return sum(fields[:8]), fields[3] + fields[4]
-
-    total0, idle0 = sample()
-    time.sleep(seconds)
-    total1, idle1 = sample()
-    cores = os.cpu_count() or 1
-    return cores * (1 - (idle1 - idle0) / max(total1 - total0, 1e-9))
-
-
 def cpu_probe() -> float:
     """Milliseconds for a fixed pure-Python loop: the speed this (possibly shared, possibly
     virtual) CPU gives us right now, to compare runs."""
@@ -506,12 +460,12 @@ def wait_for_idle(limit_seconds: float, threshold: float = 0.5) -> float:
     for three seconds running; returns the last reading. The machine may be shared."""
     deadline = time.monotonic() + limit_seconds
     quiet = 0
-    busy = machine_busy()
+    busy = background_load()
     while time.monotonic() < deadline:
         quiet = quiet + 1 if busy < threshold else 0
         if quiet >= 3:
             break
-        busy = machine_busy()
+        busy = background_load()
     return busy
 
 
@@ -548,7 +502,7 @@ def main() -> None:
     asyncio.run(prepare(args.url, args.reseed, args.reindex))
     if args.seed_only:
         return
-    busy = wait_for_idle(args.wait_idle) if args.wait_idle > 0 else machine_busy()
+    busy = wait_for_idle(args.wait_idle) if args.wait_idle > 0 else background_load()
     print(
         f"== {TOTAL_ROWS:,} predictions ({DOCTOR_ROWS:,} for the measured doctor); "
         f"{args.requests} sequential requests per case after {args.warmup} warm-up; "
@@ -558,7 +512,7 @@ def main() -> None:
     )
     results = asyncio.run(measure(args.url, args.requests, args.warmup))
     print(
-        f"== {machine_busy():.1f} cores busy with other work after the run; "
+        f"== {background_load():.1f} cores busy with other work after the run; "
         f"CPU probe {cpu_probe():.0f} ms"
     )
     missed = [r.name for r in results if r.target_ms is not None and r.p95 >= r.target_ms]
