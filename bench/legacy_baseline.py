@@ -35,9 +35,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from torchvision import transforms
 
-from app.inference.manifest import DEFAULT_MANIFEST
-from app.inference.network import load_network, seeded_state_dict
-from app.inference.weights import DEMO_SEED
+from app.inference.weights import demo_weights
 
 ID2LABEL = {0: "Glaucoma", 1: "Retinopatia diabetica", 2: "Normal", 3: "Catarata"}
 
@@ -50,13 +48,16 @@ TRANSFORM = transforms.Compose(
 )
 
 
+def preprocess(data: bytes) -> torch.Tensor:
+    """What the earlier back-end did before the model: a full decode, then TRANSFORM."""
+    tensor: torch.Tensor = TRANSFORM(Image.open(io.BytesIO(data)).convert("RGB"))
+    return tensor
+
+
 class Legacy:
     def __init__(self, data_dir: Path) -> None:
         torch.set_num_threads(cpu_count())  # torch's default on this machine too
-        self.model = load_network(
-            seeded_state_dict(DEFAULT_MANIFEST.num_classes, DEMO_SEED),
-            DEFAULT_MANIFEST.num_classes,
-        )
+        self.model = demo_weights().network  # the same demo weights as our service
         self.images = data_dir / "imagenes"
         self.images.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(data_dir / "legacy.db", check_same_thread=False)
@@ -71,8 +72,7 @@ class Legacy:
     def predict(self, data: bytes, filename: str) -> dict[str, object]:
         key = f"imagenes/{uuid.uuid4()}-{filename}"  # uploaded BEFORE decoding, as before
         (self.images.parent / key).write_bytes(data)
-        image = Image.open(io.BytesIO(data)).convert("RGB")
-        batch = TRANSFORM(image).unsqueeze(0)
+        batch = preprocess(data).unsqueeze(0)
         with torch.no_grad():
             probabilities = torch.softmax(self.model(batch), dim=1)[0].tolist()
         index = max(range(len(probabilities)), key=probabilities.__getitem__)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import os
 import platform
 import re
@@ -58,14 +57,12 @@ from _common import (
     start_server,
     throughput,
 )
-from legacy_baseline import TRANSFORM
-from PIL import Image
+from legacy_baseline import preprocess as legacy_preprocess
 
 from app.inference.backends import Backend, OnnxBackend, TorchBackend
 from app.inference.manifest import DEFAULT_MANIFEST
-from app.inference.network import EyeDiseaseClassifier, load_network, seeded_state_dict
 from app.inference.preprocess import decode_upload
-from app.inference.weights import DEMO_SEED, state_dict_sha256
+from app.inference.weights import demo_weights
 
 API = "/api/v1"
 SIZES = (224, 2048)
@@ -98,11 +95,6 @@ class Plan:
 # --------------------------------------------------------------------------- in process
 
 
-def demo_network() -> tuple[EyeDiseaseClassifier, str]:
-    state = seeded_state_dict(DEFAULT_MANIFEST.num_classes, DEMO_SEED)
-    return load_network(state, DEFAULT_MANIFEST.num_classes), state_dict_sha256(state)
-
-
 def bench_model(plan: Plan, model_cache: Path) -> dict[tuple[str, int], float]:
     """images/s per (configuration, batch), each configuration using every core.
 
@@ -112,7 +104,8 @@ def bench_model(plan: Plan, model_cache: Path) -> dict[tuple[str, int], float]:
     cores; the bound takes the best of all.
     """
     cores = cpu_count()
-    network, sha256 = demo_network()
+    demo = demo_weights()
+    network, sha256 = demo.network, demo.info.sha256
 
     def onnx(threads: int) -> OnnxBackend:
         return OnnxBackend.for_network(
@@ -149,11 +142,6 @@ def bench_model(plan: Plan, model_cache: Path) -> dict[tuple[str, int], float]:
                 flush=True,
             )
     return results
-
-
-def legacy_preprocess(data: bytes) -> None:
-    """What the earlier back-end did before the model (see legacy_baseline.py)."""
-    TRANSFORM(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def bench_preprocess(plan: Plan, images: dict[int, bytes]) -> dict[tuple[str, int], float]:
