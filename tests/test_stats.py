@@ -8,7 +8,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
+from app.config import Settings
 from tests.factories import Doctor, add_prediction, app_of, make_doctor
 
 URL = "/api/v1/home/stats"
@@ -403,3 +405,12 @@ def test_day_spans_split_at_dst_days() -> None:
         DaySpan(3 * day - 3600, 5 * day - 3600, 3, uniform=True),
     ]
     assert day_spans([0, day]) == [DaySpan(0, day, 0, uniform=True)]
+
+
+@pytest.mark.parametrize("name", ["posix/America/Lima", "America/Atlantis", "../etc/passwd"])
+def test_default_timezone_setting_takes_only_what_the_api_takes(name: str) -> None:
+    # posix/... opens with ZoneInfo but the tz parameters refuse it: accepted at start-up,
+    # it would have turned every history and dashboard request into a 500.
+    with pytest.raises(ValidationError, match="unknown IANA time zone"):
+        Settings(_env_file=None, default_timezone=name)
+    assert Settings(_env_file=None, default_timezone="America/Lima").default_timezone

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from functools import lru_cache
 from typing import Annotated, Generic, Literal, TypeVar
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -19,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.config import check_time_zone
 from app.schemas.prediction import PredictionSummary, Verdict
 
 T = TypeVar("T")
@@ -44,18 +44,6 @@ DEFAULT_ORDER: dict[str, SortOrder] = {
 
 
 # --------------------------------------------------------------------------- time zones
-
-
-@lru_cache(maxsize=1)
-def known_time_zones() -> frozenset[str]:
-    """IANA names from tzdata, read once (never probe the filesystem with client input)."""
-    return frozenset(available_timezones() | {"UTC"})
-
-
-def check_time_zone(value: str) -> str:
-    if value not in known_time_zones():
-        raise ValueError("unknown IANA time zone (e.g. America/Lima, Europe/Madrid, UTC)")
-    return value
 
 
 def zone(name: str) -> ZoneInfo:
