@@ -10,7 +10,9 @@ before the error is raised.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NoReturn
 
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import User
+from app.mail import CodePurpose
 from app.repositories import UserRepository
 from app.security import Passwords
 from app.services.codes import OneTimeCodes
@@ -116,10 +119,7 @@ class AuthService:
 
     async def verify(self, email: str, code: str) -> IssuedTokens:
         now = utcnow()
-        await self.limiter.check([(self.limits.failures_ip, self.ip)], now)
-        user = await self.users.get_by_email(normalize_email(email))
-        if user is None or not await self.codes.redeem(user, "verify", code, now):
-            await self._code_failed()
+        user = await self._redeem_code(email, "verify", code, now)
         user.is_verified = True
         tokens = await self.sessions.start(user, now)
         await self.db.commit()
@@ -127,16 +127,7 @@ class AuthService:
         return tokens
 
     async def resend_verification(self, email: str) -> None:
-        email = normalize_email(email)
-        now = utcnow()
-        await self.limiter.consume(self._mail_limits(email), now)
-        user = await self.users.get_by_email(email)
-        code = None
-        if user is not None and not user.is_verified:
-            code = await self.codes.issue(user, "verify", now)
-        await self.db.commit()
-        if user is not None and code is not None:
-            self.mail.send_code(user, "verify", code)
+        await self._mail_code(email, "verify", lambda user: not user.is_verified)
 
     # ------------------------------------------------------------------ sessions
 
@@ -179,21 +170,11 @@ class AuthService:
     # ------------------------------------------------------------------ passwords
 
     async def forgot_password(self, email: str) -> None:
-        email = normalize_email(email)
-        now = utcnow()
-        await self.limiter.consume(self._mail_limits(email), now)
-        user = await self.users.get_by_email(email)
-        code = await self.codes.issue(user, "reset", now) if user is not None else None
-        await self.db.commit()
-        if user is not None and code is not None:
-            self.mail.send_code(user, "reset", code)
+        await self._mail_code(email, "reset", lambda user: True)
 
     async def reset_password(self, email: str, code: str, new_password: str) -> None:
         now = utcnow()
-        await self.limiter.check([(self.limits.failures_ip, self.ip)], now)
-        user = await self.users.get_by_email(normalize_email(email))
-        if user is None or not await self.codes.redeem(user, "reset", code, now):
-            await self._code_failed()
+        user = await self._redeem_code(email, "reset", code, now)
         user.password_hash = await self.passwords.hash(new_password)
         user.is_verified = True  # the code reached the inbox: the address is theirs
         await self.sessions.end_all(user.id, now)
@@ -237,6 +218,32 @@ class AuthService:
         await self.db.commit()
         log.info("failed login (%s)", f"user {user_id}" if user_id else "unknown account")
         raise InvalidCredentials()
+
+    async def _mail_code(
+        self, email: str, purpose: CodePurpose, eligible: Callable[[User], bool]
+    ) -> None:
+        """Counts against the mail limits whether or not the address has an (eligible)
+        account, and answers the same either way (no enumeration)."""
+        email = normalize_email(email)
+        now = utcnow()
+        await self.limiter.consume(self._mail_limits(email), now)
+        user = await self.users.get_by_email(email)
+        if user is None or not eligible(user):
+            await self.db.commit()
+            return
+        code = await self.codes.issue(user, purpose, now)
+        await self.db.commit()
+        self.mail.send_code(user, purpose, code)
+
+    async def _redeem_code(
+        self, email: str, purpose: CodePurpose, code: str, now: datetime
+    ) -> User:
+        """The account whose live `purpose` code this is; anything else is one failure."""
+        await self.limiter.check([(self.limits.failures_ip, self.ip)], now)
+        user = await self.users.get_by_email(normalize_email(email))
+        if user is None or not await self.codes.redeem(user, purpose, code, now):
+            await self._code_failed()
+        return user
 
     async def _code_failed(self) -> NoReturn:
         await self.limiter.hit([(self.limits.failures_ip, self.ip)], utcnow())
