@@ -13,23 +13,20 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torchvision import transforms
 
 from app.inference.backends import OnnxBackend, TorchBackend, softmax
 from app.inference.network import EyeDiseaseClassifier, load_network
-from app.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD, decode_upload
+from app.inference.preprocess import decode_upload
 from app.inference.weights import state_dict_sha256
-from tests.test_inference_support import encode, sensitive_state_dict, synthetic_photo
+from tests.test_inference_support import (
+    REFERENCE,
+    encode,
+    sensitive_state_dict,
+    synthetic_photo,
+)
 
 EXACT = 1e-4  # same pixels: only float differences between backends
 FAST = 1e-2  # reduced-scale JPEG decode
-REFERENCE = transforms.Compose(
-    [
-        transforms.Resize((224, 224)),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ]
-)
 IMAGES = {
     "png-300x200": encode(synthetic_photo(300, 200, 21), "PNG"),
     "jpeg-640x480": encode(synthetic_photo(640, 480, 22), "JPEG", quality=90),

@@ -9,20 +9,17 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageOps
-from torchvision import transforms
 
 from app.inference import DecodedImage, ImageRejected, decode_upload, sniff
-from app.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from tests.test_inference_support import bilevel_png, encode, png_bytes, synthetic_photo
+from tests.test_inference_support import (
+    REFERENCE,
+    bilevel_png,
+    encode,
+    png_bytes,
+    synthetic_photo,
+)
 
 MAX_PIXELS = 50_000_000  # the service default
-REFERENCE = transforms.Compose(
-    [
-        transforms.Resize((224, 224)),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ]
-)
 
 
 def reference_array(data: bytes) -> np.ndarray:

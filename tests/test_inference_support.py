@@ -1,5 +1,6 @@
-"""Helpers shared by the inference tests (no tests here): synthetic photos, PNG writer,
-and a state dict whose outputs are clearly non-uniform and sensitive to the input."""
+"""Helpers shared by the inference tests (no tests here): the torchvision reference
+pipeline, synthetic photos, a PNG writer (and the 400 MP bilevel bomb made with it), and
+a state dict whose outputs are clearly non-uniform and sensitive to the input."""
 
 from __future__ import annotations
 
@@ -13,9 +14,20 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+from torchvision import transforms
 
 from app.inference.network import load_network, seeded_state_dict
 from app.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD, to_model_input
+
+# The reference pipeline the service must match: torchvision's resize (bilinear, no
+# crop), ToTensor and ImageNet normalisation.
+REFERENCE = transforms.Compose(
+    [
+        transforms.Resize((224, 224)),
+        transforms.ToTensor(),
+        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ]
+)
 
 
 def synthetic_photo(width: int, height: int, seed: int) -> Image.Image:

@@ -22,6 +22,7 @@ from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import User
 from app.mail import CodePurpose
+from app.mail.render import DEFAULT_LOCALE
 from app.repositories import UserRepository
 from app.security import Passwords
 from app.services.codes import OneTimeCodes
@@ -38,8 +39,6 @@ from app.services.rate_limit import Keyed, RateLimiter
 from app.services.sessions import IssuedTokens, Sessions
 
 log = logging.getLogger(__name__)
-
-DEFAULT_LOCALE = "es"
 
 
 def normalize_email(email: str) -> str:
