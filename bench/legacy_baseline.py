@@ -35,7 +35,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from torchvision import transforms
 
-from app.inference.weights import demo_weights
+from app.inference.manifest import DEFAULT_MANIFEST
+from app.inference.network import load_network, seeded_state_dict
+from app.inference.weights import DEMO_SEED
 
 ID2LABEL = {0: "Glaucoma", 1: "Retinopatia diabetica", 2: "Normal", 3: "Catarata"}
 
@@ -57,7 +59,10 @@ def preprocess(data: bytes) -> torch.Tensor:
 class Legacy:
     def __init__(self, data_dir: Path) -> None:
         torch.set_num_threads(cpu_count())  # torch's default on this machine too
-        self.model = demo_weights().network  # the same demo weights as our service
+        self.model = load_network(
+            seeded_state_dict(DEFAULT_MANIFEST.num_classes, DEMO_SEED),
+            DEFAULT_MANIFEST.num_classes,
+        )
         self.images = data_dir / "imagenes"
         self.images.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(data_dir / "legacy.db", check_same_thread=False)

@@ -67,13 +67,7 @@ async def load_weights(settings: Settings) -> LoadedWeights:
     if source is None:
         if settings.is_production:
             raise ModelUnavailable("no MODEL_SOURCE: demo weights are refused in production")
-        loaded = await asyncio.to_thread(demo_weights)
-        log.warning(
-            "MODEL_SOURCE is not set: using untrained DEMO weights (version %s); "
-            "predictions are meaningless",
-            loaded.info.version,
-        )
-        return loaded
+        return await asyncio.to_thread(_demo_weights)
     if source.startswith("s3://"):
         return await _s3_weights(settings, source)
     return await asyncio.to_thread(_local_weights, Path(source))
@@ -94,12 +88,16 @@ def manifest_path(weights: PurePosixPath | Path) -> str:
     return str(weights.with_suffix(".json") if weights.suffix else f"{weights}.json")
 
 
-def demo_weights() -> LoadedWeights:
-    """The deterministic demo network (seeded init); the benches use it too."""
+def _demo_weights() -> LoadedWeights:
     manifest = DEFAULT_MANIFEST
     state = seeded_state_dict(manifest.num_classes, DEMO_SEED)
     info = WeightsInfo(
         source="demo", path=None, sha256=state_dict_sha256(state), demo=True, downloaded=False
+    )
+    log.warning(
+        "MODEL_SOURCE is not set: using untrained DEMO weights (version %s); "
+        "predictions are meaningless",
+        info.version,
     )
     return LoadedWeights(info, manifest, load_network(state, manifest.num_classes))
 
