@@ -93,9 +93,9 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _create_admin(settings: Settings, email: str, name: str, password: str) -> int:
     from app.db.session import make_engine, make_sessionmaker
+    from app.errors import EmailTaken
     from app.security import Passwords
     from app.services.auth import create_admin
-    from app.services.errors import EmailTaken
 
     engine = make_engine(settings)
     try:

@@ -16,10 +16,10 @@ from fastapi import BackgroundTasks, Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.errors import Forbidden, NotAuthenticated
 from app.config import Settings
 from app.db.models import User
 from app.db.session import SessionFactory
+from app.errors import Forbidden, NotAuthenticated
 from app.inference import Classifier, ModelManifest
 from app.mail import Mailer
 from app.repositories import UserRepository

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.errors import AppError
 from app.observability import request_id_var
 from app.storage import StorageUnavailable
 
@@ -30,62 +31,6 @@ class ErrorBody(BaseModel):
         description="Human-readable message, or the list of validation problems for 422."
     )
     code: str = Field(description="Stable machine code.", examples=["NOT_FOUND"])
-
-
-class AppError(Exception):
-    """An error the client should see, with a stable code."""
-
-    def __init__(
-        self,
-        status_code: int,
-        code: str,
-        detail: str,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
-        self.code = code
-        self.detail = detail
-        self.headers = headers
-
-
-class NotFound(AppError):
-    def __init__(self, detail: str = "Not found") -> None:
-        super().__init__(404, "NOT_FOUND", detail)
-
-
-class NotAuthenticated(AppError):
-    def __init__(self, detail: str = "Not authenticated") -> None:
-        super().__init__(401, "NOT_AUTHENTICATED", detail, {"WWW-Authenticate": "Bearer"})
-
-
-class Forbidden(AppError):
-    def __init__(self, detail: str = "Not allowed") -> None:
-        super().__init__(403, "FORBIDDEN", detail)
-
-
-def too_large_message(limit_mb: int) -> str:
-    return f"The file is larger than the {limit_mb} MB limit."
-
-
-class FileTooLarge(AppError):
-    def __init__(self, limit_mb: int) -> None:
-        super().__init__(413, "FILE_TOO_LARGE", too_large_message(limit_mb))
-
-
-class RateLimited(AppError):
-    def __init__(self, retry_after_seconds: int) -> None:
-        super().__init__(
-            429,
-            "RATE_LIMITED",
-            "Too many requests; try again later",
-            {"Retry-After": str(max(1, retry_after_seconds))},
-        )
-
-
-class ServiceUnavailable(AppError):
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(503, code, detail)
 
 
 _HTTP_CODES = {

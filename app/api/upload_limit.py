@@ -10,7 +10,8 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import FileTooLarge, error_response, too_large_message
+from app.api.errors import error_response
+from app.errors import FileTooLarge, too_large_message
 
 # Multipart framing and the small form fields beside the file.
 MULTIPART_OVERHEAD = 64 * 1024

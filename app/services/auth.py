@@ -21,12 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import User
-from app.mail import CodePurpose
-from app.mail.render import DEFAULT_LOCALE
-from app.repositories import UserRepository
-from app.security import Passwords
-from app.services.codes import OneTimeCodes
-from app.services.errors import (
+from app.errors import (
     EmailNotVerified,
     EmailTaken,
     InvalidCode,
@@ -34,6 +29,11 @@ from app.services.errors import (
     InvalidRefreshToken,
     WrongCurrentPassword,
 )
+from app.mail import CodePurpose
+from app.mail.render import DEFAULT_LOCALE
+from app.repositories import UserRepository
+from app.security import Passwords
+from app.services.codes import OneTimeCodes
 from app.services.notify import CodeMailer
 from app.services.rate_limit import Keyed, RateLimiter
 from app.services.sessions import IssuedTokens, Sessions

@@ -15,11 +15,11 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.errors import AppError, NotFound
 from app.config import Settings
 from app.db.models import Prediction as PredictionRow
 from app.db.models import User
 from app.db.session import SessionFactory
+from app.errors import AppError, NotFound
 from app.inference.manifest import ModelManifest
 from app.repositories.predictions import HistoryFilters, PredictionRepository
 from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage, zone

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
-from app.api.errors import AppError, FileTooLarge, ServiceUnavailable
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import Prediction, User
+from app.errors import AppError, FileTooLarge, ServiceUnavailable
 from app.inference import Classifier, DecodedImage, ImageRejected, ModelUnavailable, decode_upload
 from app.storage import ImageStore, new_image_key
 

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.errors import RateLimited
 from app.config import Settings
+from app.errors import RateLimited
 from app.repositories import RateLimitRepository
 from app.security import keyed_digest
 

@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db.models import RefreshToken, User
+from app.errors import InvalidRefreshToken
 from app.repositories import RefreshTokenRepository, UserRepository
 from app.security import create_access_token, new_family_id, new_refresh_token, sha256_hex
-from app.services.errors import InvalidRefreshToken
 
 log = logging.getLogger(__name__)
 

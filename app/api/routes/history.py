@@ -22,7 +22,8 @@ from app.api.deps import (
     StorageDep,
     TotalsCacheDep,
 )
-from app.api.errors import NotAuthenticated, error_responses
+from app.api.errors import error_responses
+from app.errors import NotAuthenticated
 from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage
 from app.schemas.prediction import Prediction
 from app.services.history import HistoryService, ImageRedirect
