@@ -80,6 +80,20 @@ class EmailNotVerified(AppError):
         )
 
 
+class AccountDisabled(AppError):
+    def __init__(self) -> None:
+        super().__init__(
+            403, "ACCOUNT_DISABLED", "This account has been disabled by an administrator"
+        )
+
+
+class LastAdmin(AppError):
+    def __init__(self) -> None:
+        super().__init__(
+            409, "LAST_ADMIN", "The last active administrator cannot be disabled or demoted"
+        )
+
+
 class EmailTaken(AppError):
     def __init__(self) -> None:
         super().__init__(409, "EMAIL_TAKEN", "An account with this email already exists")

@@ -24,7 +24,7 @@ from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
 from app.inference import build_classifier
 from app.mail import build_mailer
-from app.observability import RequestIdMiddleware, configure_logging
+from app.observability import ClientIpMiddleware, RequestIdMiddleware, configure_logging
 from app.security import Passwords
 from app.services.stats import TotalsCache
 from app.storage import build_image_store
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         paths={f"{prefix}/predict"},
         max_file_bytes=settings.max_upload_bytes,
     )
+    app.add_middleware(ClientIpMiddleware, trusted_proxies=tuple(settings.trusted_proxies))
     app.add_middleware(RequestIdMiddleware)
 
     app.include_router(health.router, prefix=prefix)

@@ -10,6 +10,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.security import resolve_client_ip, trusted_networks
+
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -67,3 +69,31 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
+
+
+# The client address as the service saw it (TRUSTED_PROXIES applied), for the audit trail.
+client_ip_var: ContextVar[str | None] = ContextVar("client_ip", default=None)
+
+
+class ClientIpMiddleware:
+    """Resolves the client IP once per request (socket peer, X-Forwarded-For only from
+    TRUSTED_PROXIES) into `client_ip_var`, so audit events can say where a request came from."""
+
+    def __init__(self, app: ASGIApp, trusted_proxies: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.trusted = trusted_networks(trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        forwarded = [
+            v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-forwarded-for"
+        ]
+        ip = resolve_client_ip(client[0] if client else None, forwarded, self.trusted)
+        token = client_ip_var.set(ip)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            client_ip_var.reset(token)

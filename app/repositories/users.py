@@ -29,12 +29,15 @@ class UserRepository:
         """The user, if the refresh-token family `family_id` is still live (not revoked).
 
         Access tokens carry their family as `sid`, so logout, password reset and theft
-        detection end a session at once instead of when its access token expires.
+        detection end a session at once instead of when its access token expires; a
+        disabled account (is_active false) has no live session either.
         """
         live = exists().where(
             RefreshToken.family_id == family_id,
             RefreshToken.user_id == user_id,
             RefreshToken.revoked_at.is_(None),
         )
-        result = await self.session.execute(select(User).where(User.id == user_id, live))
+        result = await self.session.execute(
+            select(User).where(User.id == user_id, User.is_active.is_(True), live)
+        )
         return result.scalar_one_or_none()
