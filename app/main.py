@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from app.api.errors import install_error_handlers
-from app.api.routes import auth, health, history, home, predict
+from app.api.routes import admin_audit, admin_users, auth, health, history, home, predict
 from app.api.upload_limit import UploadLimitMiddleware
 from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
@@ -108,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(predict.router, prefix=prefix)
     app.include_router(history.router, prefix=prefix)
     app.include_router(home.router, prefix=prefix)
+    app.include_router(admin_users.router, prefix=prefix)
+    app.include_router(admin_audit.router, prefix=prefix)
     _point_token_url_at(app, f"{prefix}/auth/login")
     return app
 

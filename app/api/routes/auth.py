@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.api.deps import AuthContextDep, AuthServiceDep, CurrentUser
+from app.api.deps import AuthContextDep, AuthServiceDep, CurrentUser, SessionDep
 from app.api.errors import error_responses
+from app.repositories.audit import AuditFilters
+from app.schemas.admin import ActivityQuery, AuditPage
 from app.schemas.auth import (
     Accepted,
     ChangePasswordRequest,
@@ -22,6 +24,7 @@ from app.schemas.auth import (
     VerifyRequest,
 )
 from app.schemas.auth import User as UserOut
+from app.services import audit
 from app.services.auth import Registration
 from app.services.sessions import IssuedTokens
 
@@ -179,3 +182,21 @@ async def change_password(
     await service.change_password(
         context.user, context.session_id, body.current_password, body.new_password
     )
+
+
+@router.get(
+    "/me/activity",
+    response_model=AuditPage,
+    responses=error_responses(401, 422),
+    summary="My account's security events",
+    description="Logins (and failed ones naming this account), verifications, logouts, "
+    "password changes and resets, refresh-token reuse, newest first; nothing about other "
+    "accounts. Keyset pages: pass `next_cursor` as `cursor`.",
+)
+async def my_activity(
+    user: CurrentUser, session: SessionDep, query: Annotated[ActivityQuery, Query()]
+) -> AuditPage:
+    filters = AuditFilters(
+        actions=audit.SECURITY_ACTIONS, target_type="user", target_id=str(user.id)
+    )
+    return AuditPage.of(await audit.page(session, filters, query.cursor, query.limit))
