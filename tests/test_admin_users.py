@@ -14,7 +14,7 @@ from app.db.models import User
 from tests.conftest import Mailbox
 from tests.factories import app_of, make_doctor
 from tests.test_audit_events import events, only, user_id
-from tests.test_auth_support import AUTH, PASSWORD, bearer, login, new_session, verified_account
+from tests.test_auth_support import AUTH, bearer, login, new_session, verified_account
 
 ADMIN = "/api/v1/admin"
 USERS = f"{ADMIN}/users"
