@@ -213,6 +213,20 @@ def main(argv: list[str] | None = None) -> int:
             if migrate.returncode != 0:
                 sys.stdout.write(migrate.stdout.decode() + migrate.stderr.decode())
                 raise RuntimeError("ocupredict migrate failed")
+            # An administrator for the admin routes (schemathesis logs in with it).
+            admin_email, admin_password = "e2e-admin@example.com", secrets.token_urlsafe(18)
+            create_admin = subprocess.run(
+                [str(BIN / "ocupredict"), "create-admin", admin_email, "--name", "E2E Admin"]
+                + ["--password-stdin"],
+                input=(admin_password + "\n").encode(),
+                env=env,
+                cwd=tmp,
+                capture_output=True,
+                check=False,
+            )
+            if create_admin.returncode != 0:
+                sys.stdout.write(create_admin.stdout.decode() + create_admin.stderr.decode())
+                raise RuntimeError("ocupredict create-admin failed")
             serve = [str(BIN / "ocupredict"), "serve", "--host", "127.0.0.1"]
             serve += ["--port", str(http_port)]
             with background(serve, server_log, env, tmp, "uvicorn") as server:
@@ -224,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                     "OCUPREDICT_MAIL_DIR": str(mail_dir),
                     "OCUPREDICT_E2E_JPEG": str(jpeg),
                     "OCUPREDICT_SCREENSHOT_DIR": str(shots),
+                    "OCUPREDICT_ADMIN_EMAIL": admin_email,
+                    "OCUPREDICT_ADMIN_PASSWORD": admin_password,
                     # Hypothesis' caches go with the run, not into the work tree.
                     "HYPOTHESIS_STORAGE_DIRECTORY": str(tmp / "hypothesis"),
                 }

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, delete, insert, select
+from sqlalchemy import ColumnElement, Row, Select, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import AuditEvent
@@ -66,7 +66,27 @@ class AuditRepository:
     ) -> Sequence[AuditEvent]:
         """Up to `limit` events past `after_id` in `order` of id (keyset: an event is on
         exactly one page, whatever is inserted meanwhile)."""
-        stmt = select(AuditEvent).where(*filters.clauses())
+        stmt = self._keyset(select(AuditEvent), filters, after_id, limit, order)
+        return (await self.session.scalars(stmt)).all()
+
+    async def rows(
+        self, filters: AuditFilters, *, after_id: int | None, limit: int
+    ) -> Sequence[Row[Any]]:
+        """As `page`, oldest first, as plain rows (no ORM objects: the export reads many)."""
+        table = AuditEvent.__table__
+        stmt = self._keyset(select(*table.c), filters, after_id, limit, "asc")
+        rows: Sequence[Row[Any]] = (await self.session.execute(stmt)).all()
+        return rows
+
+    @staticmethod
+    def _keyset(
+        stmt: Select[Any],
+        filters: AuditFilters,
+        after_id: int | None,
+        limit: int,
+        order: Literal["asc", "desc"],
+    ) -> Select[Any]:
+        stmt = stmt.where(*filters.clauses())
         if order == "desc":
             if after_id is not None:
                 stmt = stmt.where(AuditEvent.id < after_id)
@@ -75,7 +95,7 @@ class AuditRepository:
             if after_id is not None:
                 stmt = stmt.where(AuditEvent.id > after_id)
             stmt = stmt.order_by(AuditEvent.id.asc())
-        return (await self.session.scalars(stmt.limit(limit))).all()
+        return stmt.limit(limit)
 
     async def prune_before(self, cutoff: datetime) -> int:
         """Delete the events older than `cutoff` (retention); the number deleted."""

@@ -39,6 +39,8 @@ class AdminUserPage(Page[AdminUser]):
 
 
 class UserQuery(BaseModel):
+    """Query parameters of GET /admin/users."""
+
     q: str | None = Field(
         None, max_length=254, description="Case-insensitive substring of the email or the name"
     )
@@ -47,6 +49,8 @@ class UserQuery(BaseModel):
 
 
 class RoleRequest(BaseModel):
+    """The role to give the account."""
+
     model_config = ConfigDict(extra="forbid")
 
     role: Role = Field(description="doctor or admin")
@@ -94,6 +98,8 @@ class AuditPage(BaseModel):
 
 
 class ActivityQuery(BaseModel):
+    """Keyset paging of an event list."""
+
     cursor: str | None = Field(
         None, pattern=CURSOR_PATTERN, description="next_cursor of the previous page"
     )

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import utcnow
@@ -185,7 +186,7 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def csv_row(event: AuditEvent) -> list[Any]:
+def csv_row(event: AuditEvent | Row[Any]) -> list[Any]:
     return [
         event.id,
         event.at.isoformat(),
@@ -213,14 +214,13 @@ async def export_csv(sessions: SessionFactory, filters: AuditFilters) -> AsyncIt
         repo = AuditRepository(session)
         after: int | None = None
         while True:
-            rows = await repo.page(filters, after_id=after, limit=EXPORT_CHUNK, order="asc")
+            rows = await repo.rows(filters, after_id=after, limit=EXPORT_CHUNK)
             if not rows:
                 break
             buffer.seek(0)
             buffer.truncate()
             writer.writerows(csv_row(row) for row in rows)
             after = rows[-1].id
-            session.expunge_all()  # let the chunk's objects go
             yield buffer.getvalue()
             if len(rows) < EXPORT_CHUNK:
                 break
