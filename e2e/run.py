@@ -215,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError("ocupredict migrate failed")
             # An administrator for the admin routes (schemathesis logs in with it).
             admin_email, admin_password = "e2e-admin@example.com", secrets.token_urlsafe(18)
+            admin_args = ["create-admin", admin_email, "--name", "E2E Admin", "--password-stdin"]
             create_admin = subprocess.run(
-                [str(BIN / "ocupredict"), "create-admin", admin_email, "--name", "E2E Admin"]
-                + ["--password-stdin"],
+                [str(BIN / "ocupredict"), *admin_args],
                 input=(admin_password + "\n").encode(),
                 env=env,
                 cwd=tmp,

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from app.db.models import AuditEvent, User
 from app.services import audit
-from tests.conftest import Mailbox
+from tests.conftest import ClientFactory, Mailbox
 from tests.factories import add_prediction, add_stored_prediction, app_of, make_doctor
 from tests.test_auth_support import (
     AUTH,
@@ -355,3 +355,16 @@ async def test_rolled_back_change_leaves_no_event(client: httpx.AsyncClient) -> 
         await session.commit()
     event = only(await events(app))
     assert (event.actor_id, event.actor_email, event.ip) == (a.id, None, None)
+
+
+async def test_event_ip_follows_trusted_proxies(make_client: ClientFactory) -> None:
+    spoof = {"X-Forwarded-For": "203.0.113.9"}
+    for trusted, expected in (([], "127.0.0.1"), (["127.0.0.1/32"], "203.0.113.9")):
+        async with make_client(trusted_proxies=trusted) as client:
+            app = app_of(client)
+            doctor = await make_doctor(app)
+            row = await add_prediction(app, doctor.id)
+            response = await client.get(f"{HISTORY}/{row.id}", headers={**doctor.headers, **spoof})
+            assert response.status_code == 200
+            event = (await events(app, "prediction.view"))[-1]
+            assert event.ip == expected, trusted

@@ -145,7 +145,7 @@ run('e2e flow', async () => {
 
   console.log('my activity; admin routes refused');
   const { data: activity } = await expectStatus('auth.myActivity', Auth.myActivity(), 200);
-  const actions = activity.items.map((event) => event.action);
+  const actions: string[] = activity.items.map((event) => event.action);
   check(
     ['auth.login', 'auth.login_failed', 'auth.verify'].every((a) => actions.includes(a)),
     `activity ${JSON.stringify(actions)}`,
@@ -188,7 +188,7 @@ run('e2e flow', async () => {
     Admin.listAudit({ query: { target_type: 'prediction', target_id: String(prediction.id) } }),
     200,
   );
-  const seen = trail.items.map((event) => event.action);
+  const seen: string[] = trail.items.map((event) => event.action);
   check(
     seen.includes('prediction.view') && seen.includes('prediction.feedback'),
     `audit of the prediction ${JSON.stringify(seen)}`,
