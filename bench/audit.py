@@ -72,9 +72,7 @@ def settings_for(url: str, tmp: str) -> Settings:
 
 async def sample_records(app: Any, settings: Settings) -> tuple[str, list[int]]:
     async with app.state.sessionmaker() as session:
-        user = (
-            await session.scalars(select(User).where(User.email == history.BENCH_EMAIL))
-        ).one()
+        user = (await session.scalars(select(User).where(User.email == history.BENCH_EMAIL))).one()
         tokens = await Sessions(session, settings).start(user, datetime.now(UTC))
         await session.commit()
         low, high = (
@@ -107,15 +105,15 @@ async def measure_view(url: str, n: int, warmup: int) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="ocupredict-bench-") as tmp:
         settings = settings_for(url, tmp)
         app = create_app(settings)
-        HistoryService.read = switched  # type: ignore[method-assign]
+        HistoryService.read = switched  # type: ignore[method-assign,assignment]
         try:
             async with LifespanManager(app) as manager:
                 token, ids = await sample_records(app, settings)
                 async with app.state.sessionmaker() as session:
                     before = await session.scalar(
-                        select(func.count()).select_from(AuditEvent).where(
-                            AuditEvent.action == "prediction.view"
-                        )
+                        select(func.count())
+                        .select_from(AuditEvent)
+                        .where(AuditEvent.action == "prediction.view")
                     )
                 transport = httpx.ASGITransport(app=manager.app)
                 async with httpx.AsyncClient(
@@ -136,9 +134,9 @@ async def measure_view(url: str, n: int, warmup: int) -> dict[str, list[float]]:
                             samples[key].append(elapsed)
                 async with app.state.sessionmaker() as session:
                     after = await session.scalar(
-                        select(func.count()).select_from(AuditEvent).where(
-                            AuditEvent.action == "prediction.view"
-                        )
+                        select(func.count())
+                        .select_from(AuditEvent)
+                        .where(AuditEvent.action == "prediction.view")
                     )
                 recorded = int(after or 0) - int(before or 0)
                 print(f"  prediction.view events recorded: {recorded} (expected {warmup + n})")
