@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import secrets
 import tempfile
 import time
@@ -38,12 +37,11 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import func, insert, select
 
 from app.config import Settings
-from app.db.models import AuditEvent, Prediction, User
+from app.db.models import AuditEvent, User
 from app.main import create_app
 from app.repositories.audit import AuditFilters
 from app.services import audit
 from app.services.history import HistoryService
-from app.services.sessions import Sessions
 
 DEFAULT_URL = "mysql+aiomysql://root@127.0.0.1:3306/ocupredict_bench_audit"
 EXPORT_EVENTS = 100_000
@@ -70,30 +68,6 @@ def settings_for(url: str, tmp: str) -> Settings:
     )
 
 
-async def sample_records(app: Any, settings: Settings) -> tuple[str, list[int]]:
-    async with app.state.sessionmaker() as session:
-        user = (await session.scalars(select(User).where(User.email == history.BENCH_EMAIL))).one()
-        tokens = await Sessions(session, settings).start(user, datetime.now(UTC))
-        await session.commit()
-        low, high = (
-            await session.execute(
-                select(func.min(Prediction.id), func.max(Prediction.id)).where(
-                    Prediction.user_id == user.id
-                )
-            )
-        ).one()
-        rng = random.Random(7)
-        ids: list[int] = []
-        while len(ids) < 200:
-            candidate = rng.randint(low, high)
-            owner = await session.scalar(
-                select(Prediction.user_id).where(Prediction.id == candidate)
-            )
-            if owner == user.id:
-                ids.append(candidate)
-        return tokens.access_token, ids
-
-
 async def measure_view(url: str, n: int, warmup: int) -> dict[str, list[float]]:
     shipped = HistoryService.read
     mode = {"event": True}
@@ -108,7 +82,7 @@ async def measure_view(url: str, n: int, warmup: int) -> dict[str, list[float]]:
         HistoryService.read = switched  # type: ignore[method-assign,assignment]
         try:
             async with LifespanManager(app) as manager:
-                token, ids = await sample_records(app, settings)
+                token, ids = await history.doctor_token_and_records(app, settings)
                 async with app.state.sessionmaker() as session:
                     before = await session.scalar(
                         select(func.count())

@@ -156,6 +156,21 @@ def server_env(tmp: Path, smtp_port: int) -> dict[str, str]:
     return env
 
 
+def ocupredict(args: list[str], env: dict[str, str], cwd: Path, stdin: str = "") -> None:
+    """Run an `ocupredict` command to completion; its output is shown only if it fails."""
+    result = subprocess.run(
+        [str(BIN / "ocupredict"), *args],
+        input=stdin.encode(),
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        sys.stdout.write(result.stdout.decode() + result.stderr.decode())
+        raise RuntimeError(f"ocupredict {args[0]} failed")
+
+
 def run_step(name: str, args: list[str], env: dict[str, str], cwd: Path, timeout: float) -> bool:
     print(f"\n== e2e: {name}", flush=True)
     started = time.monotonic()
@@ -203,30 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         with background(smtp_args, tmp / "smtp.log", smtp_env, ROOT, "aiosmtpd") as smtp:
             wait_for_port(smtp_port, smtp, 30)
             print(f"e2e: aiosmtpd on 127.0.0.1:{smtp_port} writing to {mail_dir}", flush=True)
-            migrate = subprocess.run(
-                [str(BIN / "ocupredict"), "migrate"],
-                env=env,
-                cwd=tmp,
-                capture_output=True,
-                check=False,
-            )
-            if migrate.returncode != 0:
-                sys.stdout.write(migrate.stdout.decode() + migrate.stderr.decode())
-                raise RuntimeError("ocupredict migrate failed")
+            ocupredict(["migrate"], env, tmp)
             # An administrator for the admin routes (schemathesis logs in with it).
             admin_email, admin_password = "e2e-admin@example.com", secrets.token_urlsafe(18)
             admin_args = ["create-admin", admin_email, "--name", "E2E Admin", "--password-stdin"]
-            create_admin = subprocess.run(
-                [str(BIN / "ocupredict"), *admin_args],
-                input=(admin_password + "\n").encode(),
-                env=env,
-                cwd=tmp,
-                capture_output=True,
-                check=False,
-            )
-            if create_admin.returncode != 0:
-                sys.stdout.write(create_admin.stdout.decode() + create_admin.stderr.decode())
-                raise RuntimeError("ocupredict create-admin failed")
+            ocupredict(admin_args, env, tmp, stdin=admin_password + "\n")
             serve = [str(BIN / "ocupredict"), "serve", "--host", "127.0.0.1"]
             serve += ["--port", str(http_port)]
             with background(serve, server_log, env, tmp, "uvicorn") as server:
