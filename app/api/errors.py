@@ -60,6 +60,14 @@ log = logging.getLogger(__name__)
 DETAIL_DESCRIPTION = "Human-readable message, or the list of validation problems for 422."
 
 
+class ValidationProblem(BaseModel):
+    """One problem of a 422 VALIDATION_ERROR body."""
+
+    type: str = Field(description="The kind of problem, e.g. missing, string_too_short")
+    loc: list[str | int] = Field(description="Where: body, query, path or header, then the field")
+    msg: str = Field(description="Human-readable message")
+
+
 _HTTP_CODES = {
     400: "BAD_REQUEST",
     401: NotAuthenticated.code,
@@ -120,7 +128,7 @@ def error_model(codes: tuple[str, ...]) -> type[BaseModel]:
     return create_model(
         "Error" + "Or".join(_pascal(code) for code in codes),
         __doc__=f"Error body whose code is {' or '.join(codes)}.",
-        detail=(str | list[dict[str, Any]], Field(description=DETAIL_DESCRIPTION)),
+        detail=(str | list[ValidationProblem], Field(description=DETAIL_DESCRIPTION)),
         code=(Annotated[code_type, WithJsonSchema(schema)], ...),
     )
 
