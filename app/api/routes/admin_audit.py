@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from app.api.deps import AdminUser, SessionDep, SessionFactoryDep, SettingsDep
 from app.api.errors import error_responses
 from app.config import Settings
+from app.errors import Forbidden, NotAuthenticated, ValidationFailed
 from app.repositories.audit import AuditFilters
 from app.schemas.admin import AuditFilterQuery, AuditPage, AuditQuery
 from app.schemas.history import zone
@@ -42,14 +43,14 @@ _CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
         "description": "CSV (header row, then one row per event, oldest first), streamed",
         "content": {"text/csv": {"schema": {"type": "string"}}},
     },
-    **error_responses(401, 403, 422),
+    **error_responses(NotAuthenticated, Forbidden, ValidationFailed),
 }
 
 
 @router.get(
     "",
     response_model=AuditPage,
-    responses=error_responses(401, 403, 422),
+    responses=error_responses(NotAuthenticated, Forbidden, ValidationFailed),
     summary="Audit events, newest first",
     description="Filters compose (AND). Keyset pages: pass `next_cursor` as `cursor`; every "
     "event is on exactly one page, whatever is recorded meanwhile.",

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from app.api.deps import AdminUser, SessionDep
 from app.api.errors import error_responses
+from app.errors import Forbidden, LastAdmin, NotAuthenticated, NotFound, ValidationFailed
 from app.schemas.admin import AdminUser as AdminUserOut
 from app.schemas.admin import AdminUserPage, RoleRequest, UserQuery
 from app.services.admin_users import AdminUsers
@@ -35,7 +36,7 @@ _CHANGE = (
 @router.get(
     "",
     response_model=AdminUserPage,
-    responses=error_responses(401, 403, 422),
+    responses=error_responses(NotAuthenticated, Forbidden, ValidationFailed),
     summary="List user accounts",
     description="By id; `q` matches a substring of the email or the name, in any case.",
 )
@@ -54,7 +55,7 @@ async def list_users(
 @router.get(
     "/{id}",
     response_model=AdminUserOut,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(NotAuthenticated, Forbidden, NotFound, ValidationFailed),
     summary="One user account",
 )
 async def read_user(id: UserId, _: AdminUser, service: AdminUsersDep) -> AdminUserOut:
@@ -64,7 +65,7 @@ async def read_user(id: UserId, _: AdminUser, service: AdminUsersDep) -> AdminUs
 @router.post(
     "/{id}/disable",
     response_model=AdminUserOut,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(NotAuthenticated, Forbidden, NotFound, LastAdmin, ValidationFailed),
     summary="Disable an account",
     description="Its access and refresh tokens stop working at once; its login answers 403 "
     "ACCOUNT_DISABLED (only after a correct password). " + _CHANGE,
@@ -76,7 +77,7 @@ async def disable_user(id: UserId, admin: AdminUser, service: AdminUsersDep) -> 
 @router.post(
     "/{id}/enable",
     response_model=AdminUserOut,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(NotAuthenticated, Forbidden, NotFound, ValidationFailed),
     summary="Enable a disabled account",
     description="Its old sessions stay ended: the user logs in again. " + _CHANGE.split(" 409")[0],
 )
@@ -87,7 +88,7 @@ async def enable_user(id: UserId, admin: AdminUser, service: AdminUsersDep) -> A
 @router.put(
     "/{id}/role",
     response_model=AdminUserOut,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(NotAuthenticated, Forbidden, NotFound, LastAdmin, ValidationFailed),
     summary="Grant or revoke the admin role",
     description="Takes effect on the user's next request. " + _CHANGE,
 )

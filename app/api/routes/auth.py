@@ -10,6 +10,18 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from app.api.deps import AuthContextDep, AuthServiceDep, CurrentUser, SessionDep
 from app.api.errors import error_responses
+from app.errors import (
+    AccountDisabled,
+    EmailNotVerified,
+    EmailTaken,
+    InvalidCode,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    NotAuthenticated,
+    RateLimited,
+    ValidationFailed,
+    WrongCurrentPassword,
+)
 from app.repositories.audit import AuditFilters
 from app.schemas.admin import ActivityQuery, AuditPage
 from app.schemas.auth import (
@@ -46,7 +58,7 @@ def _pair(tokens: IssuedTokens) -> TokenPair:
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses=error_responses(409, 422, 429),
+    responses=error_responses(EmailTaken, ValidationFailed, RateLimited),
     summary="Create an account; a 6-digit code is emailed",
     description="Registering again an email that is still unverified replaces the pending "
     "registration (name, password, locale) and sends a new code. A verified account gives "
@@ -62,10 +74,11 @@ async def register(body: RegisterRequest, service: AuthServiceDep) -> UserOut:
 @router.post(
     "/verify",
     response_model=TokenPair,
-    responses=error_responses(400, 422, 429),
+    responses=error_responses(InvalidCode, AccountDisabled, ValidationFailed, RateLimited),
     summary="Verify the email with the code; logs in",
     description="400 INVALID_CODE for a wrong, expired, used or exhausted code and for an "
-    "unknown email alike. A code allows CODE_MAX_ATTEMPTS tries.",
+    "unknown email alike. A code allows CODE_MAX_ATTEMPTS tries. 403 ACCOUNT_DISABLED when "
+    "an administrator disabled the (pending) account.",
 )
 async def verify(body: VerifyRequest, service: AuthServiceDep) -> TokenPair:
     return _pair(await service.verify(body.email, body.code))
@@ -75,7 +88,7 @@ async def verify(body: VerifyRequest, service: AuthServiceDep) -> TokenPair:
     "/verify/resend",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=error_responses(422, 429),
+    responses=error_responses(ValidationFailed, RateLimited),
     summary="Send a new verification code",
     description="Same reply whether or not the email has an (unverified) account.",
 )
@@ -87,11 +100,13 @@ async def resend_verification(body: EmailRequest, service: AuthServiceDep) -> Ac
 @router.post(
     "/login",
     response_model=TokenPair,
-    responses=error_responses(401, 403, 422, 429),
+    responses=error_responses(
+        InvalidCredentials, EmailNotVerified, AccountDisabled, ValidationFailed, RateLimited
+    ),
     summary="Log in with email (as username) and password",
     description="OAuth2 password form, so Swagger UI's Authorize button works. 401 "
     "INVALID_CREDENTIALS for an unknown email and a wrong password alike; 403 "
-    "EMAIL_NOT_VERIFIED only after a correct password.",
+    "EMAIL_NOT_VERIFIED or ACCOUNT_DISABLED only after a correct password.",
 )
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], service: AuthServiceDep
@@ -102,7 +117,7 @@ async def login(
 @router.post(
     "/refresh",
     response_model=TokenPair,
-    responses=error_responses(401, 422),
+    responses=error_responses(InvalidRefreshToken, ValidationFailed),
     summary="Trade a refresh token for a new pair",
     description="Each refresh token works once. Presenting a spent one again revokes its "
     "whole session (token family): someone else has a copy.",
@@ -115,7 +130,7 @@ async def refresh(body: RefreshRequest, service: AuthServiceDep) -> TokenPair:
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(422),
+    responses=error_responses(ValidationFailed),
     summary="End the session of this refresh token",
 )
 async def logout(body: RefreshRequest, service: AuthServiceDep) -> None:
@@ -126,7 +141,7 @@ async def logout(body: RefreshRequest, service: AuthServiceDep) -> None:
     "/password/forgot",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=error_responses(422, 429),
+    responses=error_responses(ValidationFailed, RateLimited),
     summary="Email a password reset code",
     description="Same reply whether or not the email has an account.",
 )
@@ -139,7 +154,7 @@ async def forgot_password(body: EmailRequest, service: AuthServiceDep) -> Accept
     "/password/reset",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(400, 422, 429),
+    responses=error_responses(InvalidCode, ValidationFailed, RateLimited),
     summary="Set a new password with the emailed code",
     description="Ends every session of the account.",
 )
@@ -150,7 +165,7 @@ async def reset_password(body: ResetPasswordRequest, service: AuthServiceDep) ->
 @router.get(
     "/me",
     response_model=UserOut,
-    responses=error_responses(401),
+    responses=error_responses(NotAuthenticated),
     summary="The logged-in user",
 )
 async def read_me(user: CurrentUser) -> UserOut:
@@ -160,7 +175,7 @@ async def read_me(user: CurrentUser) -> UserOut:
 @router.patch(
     "/me",
     response_model=UserOut,
-    responses=error_responses(401, 422),
+    responses=error_responses(NotAuthenticated, ValidationFailed),
     summary="Change name or locale",
 )
 async def update_me(body: UpdateMeRequest, user: CurrentUser, service: AuthServiceDep) -> UserOut:
@@ -171,7 +186,9 @@ async def update_me(body: UpdateMeRequest, user: CurrentUser, service: AuthServi
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(400, 401, 422, 429),
+    responses=error_responses(
+        WrongCurrentPassword, NotAuthenticated, ValidationFailed, RateLimited
+    ),
     summary="Change the password",
     description="400 INVALID_CREDENTIALS when the current password is wrong. Every other "
     "session ends; this one stays.",
@@ -187,7 +204,7 @@ async def change_password(
 @router.get(
     "/me/activity",
     response_model=AuditPage,
-    responses=error_responses(401, 422),
+    responses=error_responses(NotAuthenticated, ValidationFailed),
     summary="My account's security events",
     description="Logins (and failed ones naming this account), verifications, logouts, "
     "password changes and resets, refresh-token reuse, newest first; nothing about other "
