@@ -26,6 +26,7 @@ from app.inference import build_classifier
 from app.mail import build_mailer
 from app.observability import ClientIpMiddleware, RequestIdMiddleware, configure_logging
 from app.security import Passwords
+from app.services.audit import ViewLog
 from app.services.stats import TotalsCache
 from app.storage import build_image_store
 
@@ -45,6 +46,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings)
         stack.push_async_callback(engine.dispose)
         app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.view_log = view_log = ViewLog(app.state.sessionmaker)
+        view_log.start()
+        stack.push_async_callback(view_log.aclose)  # before the engine closes
         storage = await build_image_store(settings)
         stack.push_async_callback(storage.aclose)
         app.state.storage = storage

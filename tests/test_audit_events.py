@@ -33,6 +33,8 @@ RID = {"X-Request-ID": "audit-test-1"}
 
 
 async def events(app: FastAPI, action: str | None = None) -> list[AuditEvent]:
+    """Every event so far (the view events queued in the process written first)."""
+    await app.state.view_log.flush()
     async with app.state.sessionmaker() as session:
         stmt = select(AuditEvent).order_by(AuditEvent.id)
         if action is not None:
@@ -368,3 +370,22 @@ async def test_event_ip_follows_trusted_proxies(make_client: ClientFactory) -> N
             assert response.status_code == 200
             event = (await events(app, "prediction.view"))[-1]
             assert event.ip == expected, trusted
+
+
+async def test_view_events_are_batched_and_flushed_on_shutdown(
+    make_client: ClientFactory,
+) -> None:
+    async with make_client() as client:
+        app = app_of(client)
+        doctor = await make_doctor(app)
+        rows = [await add_prediction(app, doctor.id) for _ in range(3)]
+        for row in rows:
+            assert (
+                await client.get(f"{HISTORY}/{row.id}", headers=doctor.headers)
+            ).status_code == 200
+        with pytest.raises(ValueError, match="is a change"):
+            app.state.view_log.add("prediction.feedback", actor=doctor.id, target=("x", 1))
+        # Queued (the writer runs every 0.25 s); closing the app writes them at the latest.
+    async with make_client() as client, app_of(client).state.sessionmaker() as session:
+        targets = (await session.scalars(select(AuditEvent.target_id))).all()
+    assert sorted(targets) == sorted(str(row.id) for row in rows)

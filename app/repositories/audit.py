@@ -56,6 +56,10 @@ class AuditRepository:
         """One event, in the session's transaction (a core INSERT: no ORM bookkeeping)."""
         await self.session.execute(insert(AuditEvent).values(**values))
 
+    async def add_many(self, rows: list[dict[str, Any]]) -> None:
+        """Several events in one multi-row INSERT."""
+        await self.session.execute(insert(AuditEvent), rows)
+
     async def page(
         self,
         filters: AuditFilters,

@@ -6,7 +6,9 @@ Recording is one call, made by the flow that performs the change, before it comm
                        target=("prediction", row.id), old=before, new=after)
 
 The event is an INSERT in the caller's transaction: if the change rolls back, so does its
-event; when the change commits, its event is committed with it. The client IP and the
+event; when the change commits, its event is committed with it. Views change nothing and
+must not slow the read: they go through the process's `ViewLog` (app.state.view_log),
+which writes them in batches. The client IP and the
 request id come from the request context (ClientIpMiddleware, RequestIdMiddleware), so
 callers pass neither. `old` / `new` are small JSON objects of what changed; `record`
 refuses keys that name a secret (passwords, codes, tokens), which never belong here.
@@ -17,9 +19,12 @@ prune-audit` command) deletes, itself leaving an `audit.prune` event.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +38,8 @@ from app.db.models import AuditEvent, User
 from app.db.session import SessionFactory
 from app.observability import client_ip_var, request_id_var
 from app.repositories.audit import AuditFilters, AuditRepository
+
+log = logging.getLogger(__name__)
 
 ACTIONS: tuple[str, ...] = (
     "auth.login",
@@ -104,6 +111,41 @@ def _check_values(value: Any, where: str) -> None:
             _check_values(item, where)
 
 
+def event_values(
+    action: str,
+    *,
+    actor: User | int | None = None,
+    actor_email: str | None = None,
+    target: tuple[str, object] | None = None,
+    old: Mapping[str, Any] | None = None,
+    new: Mapping[str, Any] | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """The row of one event, with the IP and request id of the current request."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    _check_values(old, "old")
+    _check_values(new, "new")
+    if isinstance(actor, User):
+        actor_id: int | None = actor.id
+        actor_email = actor_email or actor.email
+    else:
+        actor_id = actor
+    request_id = request_id_var.get()
+    return {
+        "at": at or utcnow(),
+        "actor_id": actor_id,
+        "actor_email": actor_email[:254] if actor_email else None,
+        "action": action,
+        "target_type": target[0] if target else None,
+        "target_id": str(target[1])[:64] if target else None,
+        "ip": client_ip_var.get(),
+        "request_id": None if request_id == "-" else request_id,
+        "old": dict(old) if old is not None else None,
+        "new": dict(new) if new is not None else None,
+    }
+
+
 async def record(
     session: AsyncSession,
     action: str,
@@ -121,30 +163,88 @@ async def record(
     caller (then `actor_email` may say who they claimed to be). `target`: (type, id), e.g.
     ("prediction", 42), ("user", 7), ("model", "0123abcd").
     """
-    if action not in ACTIONS:
-        raise ValueError(f"unknown audit action {action!r}")
-    _check_values(old, "old")
-    _check_values(new, "new")
-    if isinstance(actor, User):
-        actor_id: int | None = actor.id
-        actor_email = actor_email or actor.email
-    else:
-        actor_id = actor
-    request_id = request_id_var.get()
-    await AuditRepository(session).add(
-        {
-            "at": at or utcnow(),
-            "actor_id": actor_id,
-            "actor_email": actor_email[:254] if actor_email else None,
-            "action": action,
-            "target_type": target[0] if target else None,
-            "target_id": str(target[1])[:64] if target else None,
-            "ip": client_ip_var.get(),
-            "request_id": None if request_id == "-" else request_id,
-            "old": dict(old) if old is not None else None,
-            "new": dict(new) if new is not None else None,
-        }
+    values = event_values(
+        action, actor=actor, actor_email=actor_email, target=target, old=old, new=new, at=at
     )
+    await AuditRepository(session).add(values)
+
+
+class ViewLog:
+    """Views (prediction.view, image_view, heatmap_view) without a write on the read's path.
+
+    A view changes nothing, so there is no transaction to join: `add` only queues the row
+    (the IP and request id taken now), and a task of the process writes the queue in one
+    multi-row INSERT every `interval` seconds (or at `batch` rows), and on shutdown. A
+    GET /history/{id} so costs no INSERT and no COMMIT round trip (bench/audit.py). A
+    crash loses at most the last interval's views; a failed write is retried with the
+    next one (at most `limit` rows are kept).
+    """
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        *,
+        interval: float = 0.25,
+        batch: int = 500,
+        limit: int = 100_000,
+    ) -> None:
+        self._sessions = sessions
+        self.interval, self.batch, self.limit = interval, batch, limit
+        self._queue: list[dict[str, Any]] = []
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="audit-view-log")
+
+    def add(
+        self,
+        action: str,
+        *,
+        actor: User | int | None,
+        target: tuple[str, object],
+        new: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not action.endswith("view"):
+            raise ValueError(f"{action!r} is a change: record it in its transaction")
+        if len(self._queue) >= self.limit:
+            log.error("audit view log full (%s queued): a view event is dropped", self.limit)
+            return
+        self._queue.append(event_values(action, actor=actor, target=target, new=new))
+        if len(self._queue) >= self.batch:
+            self._wake.set()
+
+    async def flush(self) -> int:
+        """Write what is queued now; the number of events written."""
+        async with self._lock:
+            rows, self._queue = self._queue, []
+            if not rows:
+                return 0
+            try:
+                async with self._sessions() as session:
+                    await AuditRepository(session).add_many(rows)
+                    await session.commit()
+            except Exception:
+                log.exception("audit view events could not be written; retrying later")
+                self._queue[:0] = rows[: max(0, self.limit - len(self._queue))]
+                return 0
+            return len(rows)
+
+    async def _run(self) -> None:
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+            await self.flush()
+
+    async def aclose(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        await self.flush()
 
 
 # --------------------------------------------------------------------------- reading

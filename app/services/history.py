@@ -145,9 +145,10 @@ class HistoryService:
         *,
         sessions: SessionFactory,
         on_change: Callable[[], None],
+        views: audit.ViewLog,
     ) -> None:
         """`sessions` lets the list run its count and its page concurrently; `on_change`
-        is called after feedback or a delete is committed."""
+        is called after feedback or a delete is committed; `views` records who looked."""
         self.session = session
         self.storage = storage
         self.settings = settings
@@ -155,6 +156,7 @@ class HistoryService:
         self.repo = PredictionRepository(session)
         self.sessions = sessions
         self.on_change = on_change
+        self.views = views
 
     async def _owned(self, prediction_id: int, user: User) -> PredictionRow:
         row = await self.repo.get_owned(prediction_id, user.id)
@@ -205,9 +207,9 @@ class HistoryService:
         self, prediction_id: int, user: User, base_url: str, now: datetime
     ) -> Prediction:
         row = await self._owned(prediction_id, user)
-        await audit.record(self.session, "prediction.view", actor=user, target=_target(row))
-        await self.session.commit()
-        return await self.detail(row, user, base_url, now)
+        detail = await self.detail(row, user, base_url, now)
+        self.views.add("prediction.view", actor=user, target=_target(row))
+        return detail
 
     async def image(
         self,
@@ -236,16 +238,19 @@ class HistoryService:
             max_age, via = ttl, "token"
         if row is None:
             raise NotFound("Prediction not found")
-        # A signed URL was issued to the owner: the event names them, and says how.
-        await audit.record(
-            self.session,
+        result = await self._image_of(row, ttl, max_age, if_none_match)
+        # Served: a view. A signed URL was issued to the owner: the event names them.
+        self.views.add(
             "prediction.image_view",
             actor=user if via == "token" else row.user_id,
             target=_target(row),
             new={"via": via},
         )
-        await self.session.commit()
+        return result
 
+    async def _image_of(
+        self, row: PredictionRow, ttl: int, max_age: int, if_none_match: str | None
+    ) -> ImageRedirect | ImageBytes:
         presigned = await self.storage.presigned_url(row.image_key, ttl)
         if presigned is not None:
             return ImageRedirect(presigned)
