@@ -15,8 +15,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app import metrics
 from app.errors import AppError
 from app.observability import request_id_var
 from app.storage import StorageUnavailable
@@ -161,12 +164,30 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _storage_unavailable(_: Request, exc: Exception) -> JSONResponse:
     log.warning("image store unavailable", exc_info=exc)
+    metrics.IMAGE_STORE_ERRORS.inc()
     return error_response(503, "STORAGE_UNAVAILABLE", "The image store is unavailable; try again")
+
+
+# The database cannot be reached or dropped the connection (a restart, a failover): the
+# pool reconnects on a later request, so the client may retry.
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    token = request_id_var.set(getattr(request.state, "request_id", "-"))
+    try:
+        log.warning("database unavailable: %s", type(exc).__name__)
+    finally:
+        request_id_var.reset(token)
+    metrics.DATABASE_ERRORS.inc()
+    return error_response(503, "DATABASE_UNAVAILABLE", "The database is unavailable; try again")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
+    for error in DATABASE_DOWN:
+        app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
