@@ -7,12 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from app.errors import ServiceUnavailable
-
-
-class ShuttingDown(ServiceUnavailable):
-    def __init__(self) -> None:
-        super().__init__("SHUTTING_DOWN", "The service is shutting down; try again")
+from app.errors import ShuttingDown
 
 
 class DrainGate:

@@ -16,6 +16,17 @@ from app.api.deps import (
     upload_slot,
 )
 from app.api.errors import error_responses
+from app.errors import (
+    DatabaseUnavailable,
+    FileTooLarge,
+    InvalidImage,
+    ModelUnavailableError,
+    NotAuthenticated,
+    ShuttingDown,
+    StorageUnavailableError,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from app.schemas.prediction import Prediction
 from app.services.images import prediction_detail
 from app.services.prediction import Upload, create_prediction
@@ -27,7 +38,17 @@ router = APIRouter(prefix="/predict", tags=["predict"])
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=Prediction,
-    responses=error_responses(401, 413, 415, 422, 503),
+    responses=error_responses(
+        NotAuthenticated,
+        FileTooLarge,
+        UnsupportedMediaType,
+        InvalidImage,
+        ValidationFailed,
+        ModelUnavailableError,
+        StorageUnavailableError,
+        DatabaseUnavailable,
+        ShuttingDown,
+    ),
     dependencies=[Depends(upload_slot)],
     summary="Classify an eye photograph",
     description=(
