@@ -539,7 +539,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  /predict split  {shares} (from /metrics; restarted process counted from 0)")
         restarts = logs.count("starting it again")
         print(f"  restarts        {restarts} (supervisor log)")
-        failed = bool(lost or rows_without_object or undocumented or orphans_after)
+        failed = bool(
+            lost or rows_without_object or undocumented or refused_with_row or orphans_after
+        )
         print(f"\nsoak: {'FAILED' if failed else 'passed'}")
         return 1 if failed else 0
     finally:
