@@ -160,6 +160,8 @@ class HistoryService:
             feedback=query.feedback,
             q=query.q or None,
             patient_ref=query.patient_ref,
+            recommendation=query.recommendation,
+            gradable=query.gradable,
             created_from=created_from,
             created_before=created_before,
         )
