@@ -20,10 +20,12 @@ from app.db.models import Prediction as PredictionRow
 from app.db.models import User
 from app.db.session import SessionFactory
 from app.errors import AppError, NotFound
+from app.inference import Classifier
 from app.inference.manifest import ModelManifest
 from app.repositories.predictions import HistoryFilters, PredictionRepository
 from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage, zone
 from app.schemas.prediction import Prediction, label_lookup, summary_from_row
+from app.services.explain import heatmap_keys, heatmap_png
 from app.services.images import prediction_detail
 from app.storage import (
     ImageNotFound,
@@ -138,6 +140,17 @@ class HistoryService:
         self.repo = PredictionRepository(session)
         self.sessions = sessions
         self.on_change = on_change
+
+    async def heatmap(
+        self, prediction_id: int, user: User, class_code: str | None, classifier: Classifier
+    ) -> bytes:
+        """The Grad-CAM PNG of the user's prediction (app.services.explain)."""
+        row = await self._owned(prediction_id, user)
+        # No pooled connection stays checked out while the heatmap is computed.
+        await self.session.commit()
+        return await heatmap_png(
+            row, class_code, storage=self.storage, classifier=classifier, settings=self.settings
+        )
 
     async def _owned(self, prediction_id: int, user: User) -> PredictionRow:
         row = await self.repo.get_owned(prediction_id, user.id)
@@ -272,17 +285,18 @@ class HistoryService:
         The other order could leave a row pointing at nothing, which is never acceptable.
         """
         row = await self._owned(prediction_id, user)
-        key = row.image_key
+        keys = [row.image_key, *heatmap_keys(row)]  # the image and any cached heatmaps
         if not await self.repo.delete_owned(prediction_id, user.id):
             raise NotFound("Prediction not found")  # deleted concurrently
         await self.session.commit()
         self.on_change()
-        try:
-            await self.storage.delete(key)
-        except (StorageUnavailable, InvalidImageKey):
-            log.error(
-                "prediction %s deleted but its image could not be removed; orphan object %s",
-                prediction_id,
-                key,
-                exc_info=True,
-            )
+        for key in keys:
+            try:
+                await self.storage.delete(key)
+            except (StorageUnavailable, InvalidImageKey):
+                log.error(
+                    "prediction %s deleted but an object could not be removed; orphan %s",
+                    prediction_id,
+                    key,
+                    exc_info=True,
+                )
