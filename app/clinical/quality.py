@@ -129,20 +129,23 @@ def measure(
             (cols[-1] - cols[0] + 1) * step * width / side,
         )
 
-    where = np.flatnonzero(inner)  # one index, taken from each flat plane
-    green_f = green.astype(np.float32)
-    laplacian = ndimage.laplace(green_f).ravel().take(where)
-    means = picture.reshape(-1, 3).take(where, axis=0).mean(axis=0, dtype=np.float64)
-    focus = float(laplacian.var()) / max(float(means[1]), 1.0) ** 2
-    peak = brightest.ravel().take(where)
+    # Sums over the inner FOV as products with its 0/1 weights (BLAS, no gathers).
+    weights = inner.ravel().astype(np.float32)
+    means = (weights @ picture.reshape(-1, 3).astype(np.float32)).astype(np.float64) / n
+    laplacian = ndimage.laplace(green.astype(np.float32)).ravel()
+    lap_mean = float(weights @ laplacian) / n
+    lap_var = max(0.0, float(weights @ (laplacian * laplacian)) / n - lap_mean**2)
+    focus = lap_var / max(float(means[1]), 1.0) ** 2
+    dark = int(np.count_nonzero((brightest < _DARK_PIXEL) & inner))
+    clipped = int(np.count_nonzero((brightest >= _BRIGHT_PIXEL) & inner))
     return QualityMeasures(
         fov_fraction=area / side**2,
         corner_fov=float(corners),
         fov_diameter_px=float(diameter),
         focus=focus,
         brightness=float(means @ _LUMA),  # the mean of a linear combination
-        dark_fraction=float(np.count_nonzero(peak < _DARK_PIXEL)) / n,
-        clipped_fraction=float(np.count_nonzero(peak >= _BRIGHT_PIXEL)) / n,
+        dark_fraction=dark / n,
+        clipped_fraction=clipped / n,
     )
 
 
