@@ -18,32 +18,13 @@ from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
 from app.db.models import Prediction as PredictionRow
-from app.errors import AppError, NotFound, ServiceUnavailable
+from app.errors import InvalidClassCode, ModelUnavailableError, ModelVersionGone, NotFound
 from app.inference import Classifier, ImageRejected
 from app.inference.explain import MAX_SIDE, Explainer
 from app.inference.preprocess import decode_rgb
 from app.storage import ImageNotFound, ImageStore, heatmap_key
 
 log = logging.getLogger(__name__)
-
-
-class ModelVersionGone(AppError):
-    def __init__(self, version: str) -> None:
-        super().__init__(
-            409,
-            "MODEL_VERSION_GONE",
-            f"The model that made this prediction ({version}) is no longer the one running; "
-            "its heatmap cannot be computed",
-        )
-
-
-class InvalidClassCode(AppError):
-    def __init__(self, code: str, codes: list[str]) -> None:
-        super().__init__(
-            422,
-            "INVALID_CLASS_CODE",
-            f"class_code {code!r} is not a class of this prediction ({', '.join(codes)})",
-        )
 
 
 # One lock per heatmap being computed in this process (dropped when nobody holds it).
@@ -72,12 +53,17 @@ async def heatmap_png(
     codes = [str(c) for c in row.class_codes]
     code = class_code or row.predicted_class
     if code not in codes:
-        raise InvalidClassCode(code, codes)
+        raise InvalidClassCode(
+            f"class_code {code!r} is not a class of this prediction ({', '.join(codes)})"
+        )
     explainer = classifier.explainer
     if classifier.version != row.model_version or list(classifier.manifest.codes) != codes:
-        raise ModelVersionGone(row.model_version)
+        raise ModelVersionGone(
+            f"The model that made this prediction ({row.model_version}) is no longer the "
+            "one running; its heatmap cannot be computed"
+        )
     if explainer is None:
-        raise ServiceUnavailable("MODEL_UNAVAILABLE", "Heatmaps are unavailable")
+        raise ModelUnavailableError("Heatmaps are unavailable")
     key = heatmap_key(row.image_key, heatmap_tag(row, code))
     lock = _computing[key]
     try:

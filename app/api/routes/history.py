@@ -24,7 +24,16 @@ from app.api.deps import (
     TotalsCacheDep,
 )
 from app.api.errors import error_responses
-from app.errors import NotAuthenticated
+from app.errors import (
+    InvalidClassCode,
+    InvalidCorrectClass,
+    ModelUnavailableError,
+    ModelVersionGone,
+    NotAuthenticated,
+    NotFound,
+    StorageUnavailableError,
+    ValidationFailed,
+)
 from app.schemas.history import CLASS_CODE_PATTERN, FeedbackIn, HistoryQuery, PredictionPage
 from app.schemas.prediction import Prediction
 from app.services.history import HistoryService, ImageRedirect
@@ -63,7 +72,7 @@ _IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     304: {"description": "Not modified (If-None-Match matched the ETag)"},
     307: {"description": "Redirect to a short-lived presigned URL (S3 store)"},
-    **error_responses(401, 404, 422, 503),
+    **error_responses(NotAuthenticated, NotFound, ValidationFailed, StorageUnavailableError),
 }
 
 
@@ -73,7 +82,7 @@ _IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.get(
     "",
     response_model=PredictionPage,
-    responses=error_responses(401, 422),
+    responses=error_responses(NotAuthenticated, ValidationFailed),
     summary="List my predictions",
     description=(
         "Filters compose (AND). Sorted by `sort` then id, so pages are stable. A page past "
@@ -92,7 +101,9 @@ async def list(  # the operation id is history-list
 @router.get(
     "/{id}",
     response_model=Prediction,
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(
+        NotAuthenticated, NotFound, ValidationFailed, StorageUnavailableError
+    ),
     summary="One of my predictions, with a fresh image URL",
 )
 async def read(
@@ -165,7 +176,15 @@ async def image(
             "heatmap of the class blended over it",
             "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
         },
-        **error_responses(401, 404, 409, 422, 503),
+        **error_responses(
+            NotAuthenticated,
+            NotFound,
+            ModelVersionGone,
+            InvalidClassCode,
+            ValidationFailed,
+            ModelUnavailableError,
+            StorageUnavailableError,
+        ),
     },
     summary="Where the model looked: a Grad-CAM heatmap over the photograph",
     description=(
@@ -193,7 +212,13 @@ async def heatmap(
 @router.put(
     "/{id}/feedback",
     response_model=Prediction,
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(
+        NotAuthenticated,
+        NotFound,
+        ValidationFailed,
+        InvalidCorrectClass,
+        StorageUnavailableError,
+    ),
     summary="Confirm or correct a prediction",
     description=(
         "verdict correct or incorrect; correct_class (a class code of the model, different "
@@ -218,7 +243,7 @@ async def set_feedback(
     "/{id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(NotAuthenticated, NotFound, ValidationFailed),
     summary="Delete a prediction and its stored image",
 )
 async def delete(
