@@ -111,6 +111,12 @@ class EmailNotVerified(KnownError):
     message = "Verify the email address first (see /auth/verify)"
 
 
+class AccountDisabled(KnownError):
+    status_code = 403
+    code = "ACCOUNT_DISABLED"
+    message = "This account has been disabled by an administrator"
+
+
 # --------------------------------------------------------------------------- 404, 409
 
 
@@ -135,6 +141,12 @@ class ModelVersionGone(KnownError):
         "The model that made this prediction is no longer the one running; "
         "its heatmap cannot be computed"
     )
+
+
+class LastAdmin(KnownError):
+    status_code = 409
+    code = "LAST_ADMIN"
+    message = "The last active administrator cannot be disabled or demoted"
 
 
 # --------------------------------------------------------------------------- 413, 415

@@ -1,7 +1,7 @@
 """the quality gate and the recommendation on each prediction
 
-Revision ID: 0006_clinical
-Revises: 0005_image_key_unique
+Revision ID: 0007_clinical
+Revises: 0006_audit
 Create Date: 2026-12-02
 
 Four nullable columns: rows made before the gate existed keep nulls (the API shows them
@@ -18,8 +18,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision: str = "0006_clinical"
-down_revision: str | None = "0005_image_key_unique"
+revision: str = "0007_clinical"
+down_revision: str | None = "0006_audit"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
