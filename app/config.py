@@ -15,6 +15,8 @@ from zoneinfo import available_timezones
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.clinical.quality import QualityThresholds
+
 DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105 - refused in production
 
 
@@ -117,6 +119,19 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(15, ge=1, le=200)
     max_image_pixels: int = Field(50_000_000, ge=64 * 64)
 
+    # Image-quality gate (docs/quality-gate.md: what each threshold means, how it was set).
+    # QUALITY_GATE=false turns it off for every model; a model's manifest may too.
+    quality_gate: bool = True
+    quality_fov_level: int = Field(QualityThresholds.fov_level, ge=0, le=254)
+    quality_min_fov_fraction: float = Field(QualityThresholds.min_fov_fraction, ge=0, le=1)
+    quality_max_corner_fov: float = Field(QualityThresholds.max_corner_fov, ge=0, le=1)
+    quality_min_fov_diameter_px: int = Field(QualityThresholds.min_fov_diameter_px, ge=0)
+    quality_min_focus: float = Field(QualityThresholds.min_focus, gt=0)
+    quality_min_brightness: float = Field(QualityThresholds.min_brightness, ge=0, le=255)
+    quality_max_brightness: float = Field(QualityThresholds.max_brightness, ge=0, le=255)
+    quality_max_dark_fraction: float = Field(QualityThresholds.max_dark_fraction, gt=0, le=1)
+    quality_max_clipped_fraction: float = Field(QualityThresholds.max_clipped_fraction, gt=0, le=1)
+
     # HTTP
     default_timezone: str = "America/Lima"
     cors_origins: Annotated[list[str], NoDecode] = []
@@ -161,6 +176,20 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @cached_property
+    def quality_thresholds(self) -> QualityThresholds:
+        return QualityThresholds(
+            fov_level=self.quality_fov_level,
+            min_fov_fraction=self.quality_min_fov_fraction,
+            max_corner_fov=self.quality_max_corner_fov,
+            min_fov_diameter_px=self.quality_min_fov_diameter_px,
+            min_focus=self.quality_min_focus,
+            min_brightness=self.quality_min_brightness,
+            max_brightness=self.quality_max_brightness,
+            max_dark_fraction=self.quality_max_dark_fraction,
+            max_clipped_fraction=self.quality_max_clipped_fraction,
+        )
 
     @property
     def json_logs(self) -> bool:

@@ -132,6 +132,17 @@ class EmailTaken(KnownError):
     message = "An account with this email already exists"
 
 
+class ModelVersionGone(KnownError):
+    """A heatmap asked of a prediction made by a model that is no longer running."""
+
+    status_code = 409
+    code = "MODEL_VERSION_GONE"
+    message = (
+        "The model that made this prediction is no longer the one running; "
+        "its heatmap cannot be computed"
+    )
+
+
 class LastAdmin(KnownError):
     status_code = 409
     code = "LAST_ADMIN"
@@ -186,6 +197,12 @@ class InvalidCorrectClass(KnownError):
     status_code = 422
     code = "INVALID_CORRECT_CLASS"
     message = "correct_class is not a class of the model, or equals the predicted class"
+
+
+class InvalidClassCode(KnownError):
+    status_code = 422
+    code = "INVALID_CLASS_CODE"
+    message = "class_code is not a class of this prediction"
 
 
 # --------------------------------------------------------------------------- 429, 503

@@ -9,6 +9,11 @@
    temporary directory, demo weights, console mail, INFERENCE_BACKEND=auto, 1 worker; the
    full run also tries 2 workers with INFERENCE_THREADS=1).
 4. The same load against bench/legacy_baseline.py, the earlier back-end's way of working.
+6. Clinical decision support: the quality gate's cost per image (on the decoded 224 and
+   2048 px JPEGs, beside their decode), the Grad-CAM heatmap's p50/p95 (decode + render of
+   a 2048 px JPEG), and images/s at 8 clients for 2048 px JPEGs with the gate on and off
+   (QUALITY_GATE), two servers measured in alternating rounds in this one invocation.
+   `--clinical` runs this part alone.
 5. Ratios ours / baseline and end-to-end / bound, where bound = 1 / (1/model + 1/prep):
    the best raw model images/s (batch 8) and the preprocessing images/s for that size
    (fast decode), each using all cores, since both share the same cores.
@@ -53,16 +58,20 @@ from _common import (
     free_port,
     fundus_jpeg,
     multipart,
+    percentile,
     run_checked,
     start_server,
     throughput,
 )
 from legacy_baseline import preprocess as legacy_preprocess
 
+from app.clinical import assess
+from app.config import Settings
 from app.inference.backends import Backend, OnnxBackend, TorchBackend
+from app.inference.explain import MAX_SIDE, Explainer
 from app.inference.manifest import DEFAULT_MANIFEST
 from app.inference.network import EyeDiseaseClassifier, load_network, seeded_state_dict
-from app.inference.preprocess import decode_upload
+from app.inference.preprocess import decode_rgb, decode_upload
 from app.inference.weights import DEMO_SEED, state_dict_sha256
 
 API = "/api/v1"
@@ -221,6 +230,7 @@ _SERVICE_VARS = {
     "API_PREFIX",
     "LOG_LEVEL",
     "ACCESS_TOKEN_MINUTES",
+    "QUALITY_GATE",
 }
 
 
@@ -523,6 +533,102 @@ def work_budget(level: Level, bound: float, model: float, prep: float, baseline:
 # --------------------------------------------------------------------------- main
 
 
+# --------------------------------------------------------------------------- clinical
+
+
+def timed_ms(work: Callable[[], object], *, count: int, seconds: float) -> list[float]:
+    """Wall milliseconds of up to `count` calls of `work`, within about `seconds`."""
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while len(times) < count and (not times or time.perf_counter() < deadline):
+        started = time.perf_counter()
+        work()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def bench_clinical(plan: Plan, images: dict[int, bytes], workdir: Path, cache: Path) -> None:
+    thresholds = Settings(_env_file=None).quality_thresholds
+    print("  quality gate, one thread (median of repeated calls):")
+    for size in SIZES:
+        decoded = decode_upload(images[size], max_pixels=MAX_PIXELS)
+        size_px = (decoded.width, decoded.height)
+        gate = timed_ms(
+            lambda d=decoded, s=size_px: assess(d.picture, s, thresholds),
+            count=2000,
+            seconds=plan.prep_seconds,
+        )
+        decode = timed_ms(
+            lambda data=images[size]: decode_upload(data, max_pixels=MAX_PIXELS),
+            count=500,
+            seconds=plan.prep_seconds,
+        )
+        g, d = float(np.median(gate)), float(np.median(decode))
+        print(
+            f"    {size:>4} px: gate {g:.3f} ms/image beside decode {d:.2f} ms "
+            f"({100 * g / d:.1f}% of it), {len(gate)} calls"
+        )
+
+    network, _ = demo_network()
+    explainer = Explainer.for_classifier(network, DEFAULT_MANIFEST)
+    data = images[2048]
+
+    def heatmap() -> bytes:
+        return explainer.render(decode_rgb(data, max_pixels=MAX_PIXELS, min_side=MAX_SIDE), 0)
+
+    heatmap()  # warm-up
+    times = timed_ms(heatmap, count=40 if not plan.workers2 else 60, seconds=4 * plan.level_seconds)
+    print(
+        f"  heatmap (2048 px JPEG: decode + Grad-CAM + PNG), {len(times)} renders: "
+        f"p50 {percentile(times, 50):.0f} ms, p95 {percentile(times, 95):.0f} ms"
+    )
+
+    print("  end to end, 2048 px JPEG, 8 clients, gate on / off in alternating rounds:")
+    rounds = 2 if plan.workers2 else 1
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        for gate_on in (True, False):
+            server = start_ours(
+                workdir / f"gate-{gate_on}",
+                model_cache=cache,
+                workers=1,
+                extra_env={"QUALITY_GATE": str(gate_on).lower()},
+            )
+            stack.callback(server.stop)
+            servers[gate_on] = (server, sign_in(server))
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        body, base_headers = multipart(images[2048])
+        order = [True, False, False, True][: 2 * rounds]  # ABBA: drift in load cancels out
+        for gate_on in order:
+            server, token = servers[gate_on]
+            headers = {**base_headers, "Authorization": f"Bearer {token}"}
+            result = asyncio.run(
+                closed_loop(
+                    server.base_url,
+                    f"{API}/predict",
+                    body,
+                    headers,
+                    clients=8,
+                    expect=201,
+                    warmup=8 * plan.warmup_rounds,
+                    requests=plan.level_requests,
+                    seconds=plan.level_seconds,
+                )
+            )
+            rates[gate_on].append(result.per_second)
+            print(
+                f"    gate {'on ' if gate_on else 'off'}: {result.per_second:.1f} images/s "
+                f"({result.ok} requests, p50 {result.p50_ms:.0f} ms)",
+                flush=True,
+            )
+    on, off = float(np.mean(rates[True])), float(np.mean(rates[False]))
+    cost = 100 * (1 - on / off)
+    print(
+        f"  gate on {on:.1f} vs off {off:.1f} images/s: the gate costs {cost:+.1f}% "
+        f"(target at most 3%) [{'ok' if cost <= 3 else 'MISSED'}]"
+    )
+
+
 def _stop(signum: int, frame: object) -> None:
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
@@ -549,6 +655,9 @@ def main() -> int:
         metavar="SECONDS",
         help="first wait up to SECONDS for other processes to leave the cores",
     )
+    parser.add_argument(
+        "--clinical", action="store_true", help="only part 6 (quality gate and heatmap)"
+    )
     args = parser.parse_args()
     plan = Plan.make(args.quick)
     # Both signals raise at once, so the finally blocks stop the servers. (asyncio.run's
@@ -574,6 +683,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ocupredict-bench-") as tmp:
         workdir = Path(tmp)
         cache = workdir / "model-cache"
+        if args.clinical:
+            print("\n6. Clinical decision support", flush=True)
+            meter = CpuMeter()
+            bench_clinical(plan, images, workdir, cache)
+            print(f"  (others kept {meter.read()[1]:.2f} cores busy meanwhile)")
+            return 0
         print("\n1. Raw model", flush=True)
         meter = CpuMeter()
         model = bench_model(plan, cache)
@@ -613,6 +728,11 @@ def main() -> int:
                     token=token,
                     clients_levels=(8, 32),
                 )
+
+        print("\n6. Clinical decision support", flush=True)
+        meter = CpuMeter()
+        bench_clinical(plan, images, workdir, cache)
+        print(f"  (others kept {meter.read()[1]:.2f} cores busy meanwhile)")
 
     report(model, prep, ours, baseline, workers2)
     print(f"Other processes keep {background_load():.2f} cores busy at the end")

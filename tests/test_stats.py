@@ -246,6 +246,8 @@ async def test_zero_classes_and_null_pct_without_feedback(
         "by_class": {"glaucoma": 0, "diabetic_retinopathy": 0, "normal": 0, "cataract": 0},
         "daily": [{"date": f"2025-03-{d:02d}", "count": 0} for d in range(8, 15)],
         "confusion": [],
+        "by_recommendation": {"refer": 0, "routine": 0, "inconclusive": 0, "retake_image": 0},
+        "ungradable": 0,
     }
     assert body["overall"]["correct_pct"] is None
 

@@ -111,6 +111,11 @@ class Prediction(Base):
         Index("ix_predictions_user_patient", "user_id", "patient_ref", "created_at", "id"),
         Index("ix_predictions_created_feedback", "created_at", "feedback_verdict"),
         Index("ux_predictions_image_key", "image_key", unique=True),  # 0005_image_key_unique
+        # 0007_clinical: the history filters and dashboard counts of the new fields
+        Index(
+            "ix_predictions_user_recommendation", "user_id", "recommendation", "created_at", "id"
+        ),
+        Index("ix_predictions_user_gradable", "user_id", "quality_gradable", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -136,6 +141,13 @@ class Prediction(Base):
     model_demo: Mapped[bool] = mapped_column(Boolean)
     backend: Mapped[str] = mapped_column(String(16))
     inference_ms: Mapped[float] = mapped_column(Float)
+
+    # The quality gate and the recommendation (0007_clinical); null on older rows, and
+    # quality_* null when the gate did not run (turned off for the model).
+    quality_gradable: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    quality_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    quality_reasons: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    recommendation: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
     feedback_verdict: Mapped[str | None] = mapped_column(String(10), nullable=True)
     feedback_correct_class: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -21,6 +21,7 @@ from app.inference.arrays import FloatArray
 from app.inference.backends import Backend, create_backend
 from app.inference.batcher import MicroBatcher
 from app.inference.errors import ModelUnavailable
+from app.inference.explain import Explainer
 from app.inference.manifest import ModelManifest
 from app.inference.weights import WeightsInfo, load_weights
 
@@ -50,9 +51,11 @@ class Classifier:
         manifest: ModelManifest,
         backend: Backend,
         batcher: MicroBatcher,
+        explainer: Explainer | None = None,
     ) -> None:
         self.weights = weights
         self.manifest = manifest
+        self.explainer = explainer  # Grad-CAM on its own copy of these weights (None: none)
         self.backend_name = backend.name
         self.ready = False  # True once a warm-up batch has gone through
         self._batcher = batcher
@@ -132,6 +135,8 @@ async def build_classifier(settings: Settings) -> Classifier:
     Raises ModelUnavailable when the model cannot be served.
     """
     loaded = await load_weights(settings)
+    # Copied before the backend takes the network (to a GPU, or into an ONNX export).
+    explainer = await asyncio.to_thread(Explainer.for_classifier, loaded.network, loaded.manifest)
     workers, threads = thread_plan(settings)
     backend = await asyncio.to_thread(
         create_backend,
@@ -146,7 +151,11 @@ async def build_classifier(settings: Settings) -> Classifier:
         backend.run, max_batch=settings.max_batch, wait_ms=settings.batch_wait_ms, workers=workers
     )
     classifier = Classifier(
-        weights=loaded.info, manifest=loaded.manifest, backend=backend, batcher=batcher
+        weights=loaded.info,
+        manifest=loaded.manifest,
+        backend=backend,
+        batcher=batcher,
+        explainer=explainer,
     )
     try:
         await classifier.warm_up()

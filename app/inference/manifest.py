@@ -6,8 +6,11 @@ service uses DEFAULT_MANIFEST, the order the earlier back-end was trained with.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from app.clinical.recommendation import ReferralPolicy
 from app.inference.errors import ModelUnavailable
 from app.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
@@ -29,6 +32,11 @@ class ModelManifest(BaseModel):
     input_size: int = Field(224, gt=0, le=4096)
     mean: Triple = IMAGENET_MEAN
     std: Triple = IMAGENET_STD
+    # Which photographs the model grades: the quality gate's fundus checks (field of view)
+    # apply to fundus models only; `quality_gate: false` turns the gate off for this model.
+    modality: Literal["fundus", "external"] = "fundus"
+    quality_gate: bool = True
+    referral: ReferralPolicy = ReferralPolicy()
 
     @model_validator(mode="after")
     def _check(self) -> ModelManifest:
@@ -37,6 +45,7 @@ class ModelManifest(BaseModel):
             raise ValueError(f"class codes must be unique, got {list(codes)}")
         if any(s <= 0 for s in self.std):
             raise ValueError("std values must be positive")
+        self.referral.check(codes)
         return self
 
     @property

@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 from PIL import ExifTags, Image
 
+from app.clinical.quality import GATE_SIZE, UInt8Image
 from app.inference.arrays import FloatArray
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -64,6 +65,9 @@ class DecodedImage:
     width: int  # of the original image, after EXIF orientation
     height: int
     array: FloatArray  # (3, input_size, input_size), normalized
+    # (GATE_SIZE, GATE_SIZE, 3) uint8 RGB: the image as reduced for the model, for the
+    # quality gate (the model's own resize when input_size == GATE_SIZE)
+    picture: UInt8Image
 
 
 def sniff(data: bytes) -> ContentType | None:
@@ -113,8 +117,30 @@ def to_model_input(
     std: tuple[float, float, float],
 ) -> FloatArray:
     """(3, S, S) float32 from an RGB image, bit-for-bit what Resize+ToTensor+Normalize give."""
-    resized = image.resize((input_size, input_size), Image.Resampling.BILINEAR)
-    pixels = np.asarray(resized, dtype=np.float32) / 255
+    return _normalized(_reduced(image, input_size), mean, std)
+
+
+def model_input_and_picture(
+    image: Image.Image,
+    input_size: int,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+) -> tuple[FloatArray, UInt8Image]:
+    """The model input and the quality gate's picture, sharing the resize when they can."""
+    reduced = _reduced(image, input_size)
+    picture = reduced if input_size == GATE_SIZE else _reduced(image, GATE_SIZE)
+    return _normalized(reduced, mean, std), picture
+
+
+def _reduced(image: Image.Image, side: int) -> UInt8Image:
+    resized = image.resize((side, side), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def _normalized(
+    reduced: UInt8Image, mean: tuple[float, float, float], std: tuple[float, float, float]
+) -> FloatArray:
+    pixels = reduced.astype(np.float32) / 255
     pixels = (pixels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
@@ -128,8 +154,39 @@ def _decode(
     mean: tuple[float, float, float],
     std: tuple[float, float, float],
 ) -> DecodedImage:
-    pil_format, extension = _FORMATS[content_type]
-    with Image.open(io.BytesIO(data), formats=[pil_format]) as image:
+    rgb, width, height = _open_rgb(
+        data, content_type, max_pixels, 2 * input_size if fast_jpeg else None
+    )
+    array, picture = model_input_and_picture(rgb, input_size, mean, std)
+    return DecodedImage(
+        content_type=content_type,
+        extension=_FORMATS[content_type][1],
+        width=width,
+        height=height,
+        array=array,
+        picture=picture,
+    )
+
+
+def decode_rgb(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image:
+    """A stored image as RGB with EXIF orientation applied, a JPEG decoded at the smallest
+    DCT scale that keeps `min_side` on each side. Raises ImageRejected."""
+    content_type = sniff(data)
+    if content_type is None:
+        raise ImageRejected(415, "UNSUPPORTED_MEDIA_TYPE", "Only JPEG and PNG images are accepted.")
+    try:
+        return _open_rgb(data, content_type, max_pixels, min_side)[0]
+    except ImageRejected:
+        raise
+    except Exception as exc:
+        raise ImageRejected(422, "INVALID_IMAGE", "The file is not a readable image.") from exc
+
+
+def _open_rgb(
+    data: bytes, content_type: ContentType, max_pixels: int, draft_side: int | None
+) -> tuple[Image.Image, int, int]:
+    """(RGB image after EXIF orientation, width, height of the original after orientation)."""
+    with Image.open(io.BytesIO(data), formats=[_FORMATS[content_type][0]]) as image:
         # Only the header has been read: refuse bombs before any pixel is decoded.
         width, height = image.size
         if width * height > max_pixels:
@@ -138,9 +195,9 @@ def _decode(
             raise ImageRejected(
                 422, "INVALID_IMAGE", f"The image must be at least {MIN_SIDE}x{MIN_SIDE} pixels."
             )
-        if fast_jpeg and content_type == "image/jpeg":
+        if draft_side is not None and content_type == "image/jpeg":
             # Square request, so the scale is the same whatever the EXIF rotation.
-            image.draft("RGB", (2 * input_size, 2 * input_size))
+            image.draft("RGB", (draft_side, draft_side))
         orientation = _orientation(image)
         image.load()
         rgb = _to_rgb(image)
@@ -149,14 +206,7 @@ def _decode(
             rgb = rgb.transpose(transpose)  # before resizing, as exif_transpose in the reference
             if orientation in _SWAPS_SIDES:
                 width, height = height, width
-        array = to_model_input(rgb, input_size, mean, std)
-    return DecodedImage(
-        content_type=content_type,
-        extension=extension,
-        width=width,
-        height=height,
-        array=array,
-    )
+    return rgb, width, height
 
 
 def _orientation(image: Image.Image) -> int:

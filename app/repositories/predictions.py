@@ -39,6 +39,8 @@ class HistoryFilters:
     feedback: FeedbackFilter | None = None
     q: str | None = None
     patient_ref: str | None = None
+    recommendation: str | None = None
+    gradable: bool | None = None
     created_from: datetime | None = None  # inclusive
     created_before: datetime | None = None  # exclusive
 
@@ -201,6 +203,10 @@ class PredictionRepository:
             conditions.append(Prediction.feedback_verdict == filters.feedback)
         if filters.patient_ref is not None:
             conditions.append(Prediction.patient_ref == filters.patient_ref)
+        if filters.recommendation is not None:
+            conditions.append(Prediction.recommendation == filters.recommendation)
+        if filters.gradable is not None:
+            conditions.append(Prediction.quality_gradable.is_(filters.gradable))
         if filters.q:
             # icontains(autoescape=True): lower(col) LIKE '%' || lower(:q) || '%' ESCAPE '/'
             # with %, _ and / in :q escaped, so they match literally (and so does '\').
@@ -315,6 +321,31 @@ class PredictionRepository:
         )
         result = await self.session.execute(stmt)
         return [FeedbackGroup(str(c), v, cc, int(n)) for c, v, cc, n in result.all()]
+
+    async def recommendation_counts(
+        self, user_id: int, start: datetime | None, end: datetime | None
+    ) -> dict[str, int]:
+        """Rows per recommendation in range (rows without one left out)."""
+        stmt = (
+            select(Prediction.recommendation, func.count())
+            .where(
+                Prediction.user_id == user_id,
+                Prediction.recommendation.is_not(None),
+                *_range(start, end),
+            )
+            .group_by(Prediction.recommendation)
+        )
+        return {str(r): int(n) for r, n in (await self.session.execute(stmt)).all()}
+
+    async def ungradable_count(
+        self, user_id: int, start: datetime | None, end: datetime | None
+    ) -> int:
+        stmt = select(func.count()).where(
+            Prediction.user_id == user_id,
+            Prediction.quality_gradable.is_(False),
+            *_range(start, end),
+        )
+        return int((await self.session.execute(stmt)).scalar_one())
 
     async def counts_by_local_day(
         self, user_id: int, spans: Sequence[DaySpan]

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.clinical import Recommendation
 from app.config import check_time_zone
 from app.schemas.prediction import PredictionSummary, Verdict
 
@@ -140,6 +141,14 @@ class HistoryQuery(BaseModel):
     )
     patient_ref: str | None = Field(
         None, max_length=64, description="Exactly this patient reference"
+    )
+    recommendation: Recommendation | None = Field(
+        None, description="Only this recommendation (results made before it existed have none)"
+    )
+    gradable: bool | None = Field(
+        None,
+        description="true: only photographs the quality gate passed; false: only those it "
+        "did not (results without a gate verdict match neither)",
     )
     date_from: DateOrDateTime | None = Field(
         None,

@@ -79,6 +79,16 @@ class MyStats(BaseModel):
     confusion: list[ConfusionCell] = Field(
         description="Non-zero (predicted, confirmed) pairs, sorted by predicted then confirmed"
     )
+    by_recommendation: dict[str, int] = Field(
+        description=(
+            "Predictions per recommendation (refer, routine, inconclusive, retake_image), "
+            "each present, 0 when none; results made before recommendations existed are "
+            "not counted"
+        )
+    )
+    ungradable: int = Field(
+        description="Of my predictions in the range, how many the quality gate found ungradable"
+    )
 
 
 class OverallStats(BaseModel):

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from app.clinical import Reason, Recommendation
 from app.db.models import Prediction as PredictionRow
 from app.inference.manifest import ModelManifest
 
@@ -56,6 +57,19 @@ class Feedback(BaseModel):
     updated_at: AwareDatetime = Field(description="When the verdict was last set")
 
 
+class QualityInfo(BaseModel):
+    """The image-quality gate's verdict on the photograph (docs/quality-gate.md)."""
+
+    gradable: bool = Field(description="False: the photograph cannot be graded; retake it")
+    score: float = Field(
+        ge=0, le=1, description="0..1; at least 0.5 exactly when gradable", examples=[0.93]
+    )
+    reasons: list[Reason] = Field(
+        description="Why it is not gradable (empty when gradable): NO_FUNDUS, "
+        "LOW_RESOLUTION, BLURRY, UNDEREXPOSED, OVEREXPOSED"
+    )
+
+
 class PredictionSummary(BaseModel):
     """A prediction as listed by GET /history (no image URL)."""
 
@@ -69,6 +83,15 @@ class PredictionSummary(BaseModel):
     model: ModelInfo
     inference_ms: float = Field(description="Model time for this image, in milliseconds")
     feedback: Feedback | None = Field(description="null until the doctor gives a verdict")
+    quality: QualityInfo | None = Field(
+        description="The quality gate's verdict; null on results made before the gate "
+        "existed, or when the model's manifest turns the gate off"
+    )
+    recommendation: Recommendation | None = Field(
+        description="What to do: refer, routine, inconclusive (the model is unsure) or "
+        "retake_image (ungradable photograph); null on results made before it existed",
+        examples=["routine"],
+    )
 
 
 class Prediction(PredictionSummary):
@@ -93,6 +116,13 @@ def summary_from_row(row: PredictionRow, label_for: LabelFor) -> PredictionSumma
             comment=row.feedback_comment,
             updated_at=row.feedback_updated_at,
         )
+    quality = None
+    if row.quality_gradable is not None and row.quality_score is not None:
+        quality = QualityInfo(
+            gradable=row.quality_gradable,
+            score=row.quality_score,
+            reasons=list(row.quality_reasons or []),
+        )
     return PredictionSummary(
         id=row.id,
         created_at=row.created_at,
@@ -111,6 +141,8 @@ def summary_from_row(row: PredictionRow, label_for: LabelFor) -> PredictionSumma
         model=ModelInfo(version=row.model_version, demo=row.model_demo, backend=row.backend),
         inference_ms=row.inference_ms,
         feedback=feedback,
+        quality=quality,
+        recommendation=row.recommendation,
     )
 
 

@@ -21,10 +21,12 @@ from app.db.models import Prediction as PredictionRow
 from app.db.models import User
 from app.db.session import SessionFactory
 from app.errors import InvalidCorrectClass, NotFound, ValidationFailed
+from app.inference import Classifier
 from app.inference.manifest import ModelManifest
 from app.repositories.predictions import HistoryFilters, PredictionRepository
 from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage, zone
 from app.schemas.prediction import Prediction, label_lookup, summary_from_row
+from app.services.explain import heatmap_keys, heatmap_png
 from app.services import audit
 from app.services.images import prediction_detail
 from app.storage import (
@@ -158,6 +160,17 @@ class HistoryService:
         self.on_change = on_change
         self.views = views
 
+    async def heatmap(
+        self, prediction_id: int, user: User, class_code: str | None, classifier: Classifier
+    ) -> bytes:
+        """The Grad-CAM PNG of the user's prediction (app.services.explain)."""
+        row = await self._owned(prediction_id, user)
+        # No pooled connection stays checked out while the heatmap is computed.
+        await self.session.commit()
+        return await heatmap_png(
+            row, class_code, storage=self.storage, classifier=classifier, settings=self.settings
+        )
+
     async def _owned(self, prediction_id: int, user: User) -> PredictionRow:
         row = await self.repo.get_owned(prediction_id, user.id)
         if row is None:
@@ -179,6 +192,8 @@ class HistoryService:
             feedback=query.feedback,
             q=query.q or None,
             patient_ref=query.patient_ref,
+            recommendation=query.recommendation,
+            gradable=query.gradable,
             created_from=created_from,
             created_before=created_before,
         )
@@ -309,7 +324,7 @@ class HistoryService:
         The other order could leave a row pointing at nothing, which is never acceptable.
         """
         row = await self._owned(prediction_id, user)
-        key = row.image_key
+        keys = [row.image_key, *heatmap_keys(row)]  # the image and any cached heatmaps
         old = {
             "patient_ref": row.patient_ref,
             "filename": row.original_filename,
@@ -327,12 +342,13 @@ class HistoryService:
         )
         await self.session.commit()
         self.on_change()
-        try:
-            await self.storage.delete(key)
-        except (StorageUnavailable, InvalidImageKey):
-            log.error(
-                "prediction %s deleted but its image could not be removed; orphan object %s",
-                prediction_id,
-                key,
-                exc_info=True,
-            )
+        for key in keys:
+            try:
+                await self.storage.delete(key)
+            except (StorageUnavailable, InvalidImageKey):
+                log.error(
+                    "prediction %s deleted but an object could not be removed; orphan %s",
+                    prediction_id,
+                    key,
+                    exc_info=True,
+                )

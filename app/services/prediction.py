@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
 from app import metrics
+from app.clinical import Quality, Recommendation, assess, recommend
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import Prediction, User
@@ -43,6 +44,7 @@ class Upload:
 class _Inspected:
     decoded: DecodedImage
     sha256: str
+    quality: Quality | None  # None: the gate is off (QUALITY_GATE or the model's manifest)
 
 
 def clean_filename(filename: str | None) -> str:
@@ -64,7 +66,15 @@ def _inspect(data: bytes, settings: Settings, classifier: Classifier) -> _Inspec
             mean=manifest.mean,
             std=manifest.std,
         )
-    return _Inspected(decoded, hashlib.sha256(data).hexdigest())
+    quality = None
+    if settings.quality_gate and manifest.quality_gate:
+        quality = assess(
+            decoded.picture,
+            (decoded.width, decoded.height),
+            settings.quality_thresholds,
+            fundus=manifest.modality == "fundus",
+        )
+    return _Inspected(decoded, hashlib.sha256(data).hexdigest(), quality)
 
 
 async def create_prediction(
@@ -101,6 +111,13 @@ async def create_prediction(
     await storage.put(key, upload.data, decoded.content_type)  # StorageUnavailable -> 503
 
     codes = list(classifier.manifest.codes)
+    quality = inspected.quality
+    recommendation: Recommendation = recommend(
+        result.probabilities,
+        codes,
+        gradable=quality is None or quality.gradable,
+        policy=classifier.manifest.referral,
+    )
     row = Prediction(
         user_id=user.id,
         created_at=now,
@@ -121,6 +138,10 @@ async def create_prediction(
         model_demo=classifier.demo,
         backend=classifier.backend_name,
         inference_ms=round(result.inference_ms, 3),
+        quality_gradable=None if quality is None else quality.gradable,
+        quality_score=None if quality is None else quality.score,
+        quality_reasons=None if quality is None else list(quality.reasons),
+        recommendation=recommendation,
     )
     try:
         session.add(row)

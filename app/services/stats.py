@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.clinical import RECOMMENDATIONS
 from app.db.models import User
 from app.db.session import SessionFactory
 from app.inference.manifest import ModelManifest
@@ -132,10 +133,11 @@ class StatsService:
         tz = zone(tz_name)
         today, start, end = range_bounds(name, tz, now)
 
-        mine_groups, daily, overall = await asyncio.gather(
+        mine_groups, daily, overall, (by_recommendation, ungradable) = await asyncio.gather(
             self.repo.feedback_groups(user.id, start, end),
             self._daily(user, tz, today, start, end),
             self._overall(name, start, end),
+            self._clinical(user, start, end),
         )
         by_class: dict[str, int] = dict.fromkeys(self.manifest.codes, 0)
         confusion: dict[tuple[str, str], int] = defaultdict(int)
@@ -175,6 +177,8 @@ class StatsService:
                     ConfusionCell(predicted=p, confirmed=c, count=n)
                     for (p, c), n in sorted(confusion.items())
                 ],
+                by_recommendation=by_recommendation,
+                ungradable=ungradable,
             ),
             overall=OverallStats(
                 total=overall.total,
@@ -183,6 +187,24 @@ class StatsService:
                 correct_pct=percentage(overall.correct, overall.with_feedback),
             ),
         )
+
+    async def _clinical(
+        self, user: User, start: datetime | None, end: datetime
+    ) -> tuple[dict[str, int], int]:
+        """Per-recommendation counts and the ungradable count, on connections of their own."""
+
+        async def counts(repo: PredictionRepository) -> dict[str, int]:
+            return await repo.recommendation_counts(user.id, start, end)
+
+        async def ungradable(repo: PredictionRepository) -> int:
+            return await repo.ungradable_count(user.id, start, end)
+
+        found, bad = await asyncio.gather(
+            in_own_session(self.sessions, counts), in_own_session(self.sessions, ungradable)
+        )
+        by_recommendation: dict[str, int] = dict.fromkeys(RECOMMENDATIONS, 0)
+        by_recommendation.update(found)
+        return by_recommendation, bad
 
     async def _overall(self, name: RangeName, start: datetime | None, end: datetime) -> Totals:
         async def totals(repo: PredictionRepository) -> Totals:

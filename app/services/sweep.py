@@ -1,6 +1,7 @@
 """Remove stored images that no prediction references any more.
 
-Such orphans arise when a request stored its image and then failed to write its row and
+Heatmaps cached beside an image (app.services.explain) count as referenced while their
+image is. Such orphans arise when a request stored its image and then failed to write its row and
 also failed to delete the object (app.services.prediction), when deleting a prediction
 could not delete its object, or when the process died between the two writes. Only keys
 of our own shape are considered, and only objects older than a grace period, so an
@@ -15,7 +16,7 @@ from datetime import datetime
 
 from app.db.session import SessionFactory
 from app.repositories.predictions import PredictionRepository
-from app.storage import ImageStore, StorageUnavailable
+from app.storage import ImageStore, StorageUnavailable, source_image_key
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,14 @@ async def sweep_orphan_images(
     report = SweepReport()
     async for keys in storage.keys_stored_before(cutoff):
         report.scanned += len(keys)
+        # A heatmap beside an image lives as long as the image's prediction does.
+        sources = {key: source_image_key(key) for key in keys}
         async with sessions() as session:
-            referenced = await PredictionRepository(session).referenced_image_keys(keys)
+            referenced = await PredictionRepository(session).referenced_image_keys(
+                sorted(set(sources.values()))
+            )
         for key in keys:
-            if key in referenced:
+            if sources[key] in referenced:
                 continue
             report.orphaned += 1
             if dry_run:

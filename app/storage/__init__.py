@@ -15,8 +15,10 @@ from app.storage.base import (
     StorageUnavailable,
     StoredImage,
     content_type_for_key,
+    heatmap_key,
     new_image_key,
     normalize_extension,
+    source_image_key,
     validate_key,
 )
 from app.storage.local import LocalImageStore
@@ -34,10 +36,12 @@ __all__ = [
     "StoredImage",
     "build_image_store",
     "content_type_for_key",
+    "heatmap_key",
     "image_access_params",
     "new_image_key",
     "normalize_extension",
     "sign_image_access",
+    "source_image_key",
     "validate_key",
     "verify_image_access",
 ]

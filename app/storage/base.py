@@ -6,6 +6,7 @@ and every backend validates them strictly before use (legacy defect 1: path trav
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +19,11 @@ CONTENT_TYPES: dict[str, str] = {"jpg": "image/jpeg", "png": "image/png"}
 _EXTENSION_ALIASES = {"jpeg": "jpg"}
 
 # images/{yyyy}/{mm}/{uuid4 hex}.{ext}; fullmatch so no '..', '/', '\\' or newline slips in.
-_KEY_RE = re.compile(r"images/[0-9]{4}/(?:0[1-9]|1[0-2])/[0-9a-f]{32}\.(?:jpg|png)")
+# A file derived from an image (a heatmap) sits beside it: {image key}.heatmap-{16 hex}.png.
+_KEY_RE = re.compile(
+    r"images/[0-9]{4}/(?:0[1-9]|1[0-2])/[0-9a-f]{32}\.(?:jpg|png)(?:\.heatmap-[0-9a-f]{16}\.png)?"
+)
+_DERIVED = ".heatmap-"
 
 
 class StorageUnavailable(Exception):
@@ -86,6 +91,20 @@ def new_image_key(extension: str, now: datetime) -> str:
     ext = normalize_extension(extension)
     utc = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
     return f"images/{utc:%Y}/{utc:%m}/{uuid.uuid4().hex}.{ext}"
+
+
+def heatmap_key(image_key: str, tag: str) -> str:
+    """The key of a heatmap of `image_key`; `tag` (any text: model version, class) is
+    hashed into it, so the key keeps the strict shape whatever the tag holds."""
+    if _DERIVED in validate_key(image_key):
+        raise InvalidImageKey("a derived key has no heatmaps")
+    digest = hashlib.sha256(tag.encode()).hexdigest()[:16]
+    return f"{image_key}{_DERIVED}{digest}.png"
+
+
+def source_image_key(key: str) -> str:
+    """The uploaded image's key: itself, or the image a derived key (heatmap) belongs to."""
+    return validate_key(key).split(_DERIVED, 1)[0]
 
 
 def is_image_key(key: str) -> bool:

@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse
 
 from app.api.deps import (
     BaseUrl,
+    ClassifierDep,
     CurrentUser,
     ManifestDep,
     NowDep,
@@ -25,13 +26,16 @@ from app.api.deps import (
 )
 from app.api.errors import error_responses
 from app.errors import (
+    InvalidClassCode,
     InvalidCorrectClass,
+    ModelUnavailableError,
+    ModelVersionGone,
     NotAuthenticated,
     NotFound,
     StorageUnavailableError,
     ValidationFailed,
 )
-from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage
+from app.schemas.history import CLASS_CODE_PATTERN, FeedbackIn, HistoryQuery, PredictionPage
 from app.schemas.prediction import Prediction
 from app.services.history import HistoryService, ImageRedirect
 
@@ -169,6 +173,48 @@ async def image(
     if result.data is None:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     return Response(content=result.data, media_type=result.content_type, headers=headers)
+
+
+@router.get(
+    "/{id}/heatmap",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The photograph (longest side at most 512 px) with the Grad-CAM "
+            "heatmap of the class blended over it",
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **error_responses(
+            NotAuthenticated,
+            NotFound,
+            ModelVersionGone,
+            InvalidClassCode,
+            ValidationFailed,
+            ModelUnavailableError,
+            StorageUnavailableError,
+        ),
+    },
+    summary="Where the model looked: a Grad-CAM heatmap over the photograph",
+    description=(
+        "Gradients of the class logit at the network's last convolutional block "
+        "(Grad-CAM), computed on first request with the running model and cached beside "
+        "the image. 409 MODEL_VERSION_GONE when the running model is not the one that made "
+        "the prediction; 422 INVALID_CLASS_CODE for a class the prediction does not have."
+    ),
+)
+async def heatmap(
+    id: PredictionId,
+    user: CurrentUser,
+    service: HistoryServiceDep,
+    classifier: ClassifierDep,
+    class_code: Annotated[
+        str | None,
+        Query(pattern=CLASS_CODE_PATTERN, description="Class code (default: the predicted one)"),
+    ] = None,
+) -> Response:
+    png = await service.heatmap(id, user, class_code, classifier)
+    headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
+    return Response(content=png, media_type="image/png", headers=headers)
 
 
 @router.put(

@@ -77,6 +77,17 @@ run('e2e flow', async () => {
   check(prediction.patient_ref === 'E2E-0001' && prediction.eye === 'left', 'form fields');
   check(prediction.model.demo, 'the e2e server runs the demo weights');
   check(prediction.feedback === null, 'no feedback yet');
+  check(
+    prediction.quality !== null &&
+      prediction.quality.score >= 0 &&
+      prediction.quality.score <= 1 &&
+      prediction.quality.gradable === (prediction.quality.reasons.length === 0),
+    `quality ${JSON.stringify(prediction.quality)}`,
+  );
+  check(
+    ['refer', 'routine', 'inconclusive', 'retake_image'].includes(prediction.recommendation ?? ''),
+    `recommendation ${prediction.recommendation}`,
+  );
   console.log(
     `      ${prediction.result.class_code} (${prediction.result.label}) ` +
       `p=${prediction.result.probability.toFixed(3)} in ${prediction.inference_ms.toFixed(1)} ms`,
@@ -115,6 +126,21 @@ run('e2e flow', async () => {
     200,
   );
   check(sha256(new Uint8Array(await blob.arrayBuffer())) === sha256(jpeg), 'history.image bytes');
+
+  console.log('heatmap');
+  const { data: heatmap } = await expectStatus(
+    'history.heatmap',
+    History.heatmap({ path: { id: prediction.id }, parseAs: 'blob' }),
+    200,
+  );
+  const png = new Uint8Array(await heatmap.arrayBuffer());
+  check(png[1] === 0x50 && png[2] === 0x4e && png[3] === 0x47, 'the heatmap is a PNG');
+  await expectError(
+    'history.heatmap (unknown class)',
+    History.heatmap({ path: { id: prediction.id }, query: { class_code: 'keratitis' } }),
+    422,
+    'INVALID_CLASS_CODE',
+  );
 
   console.log('feedback');
   const other = prediction.probabilities.find((p) => p.class_code !== prediction.result.class_code);
