@@ -26,6 +26,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (Index("ux_users_legacy_id", "legacy_id", unique=True),)  # 0006_legacy_ids
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     # Stored lower-cased, so the unique index is case-insensitive on every database.
@@ -37,6 +38,8 @@ class User(Base):
     is_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # users.id in the earlier Flask back-end, for accounts `ocupredict import-legacy` made.
+    legacy_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class OneTimeCode(Base):
@@ -108,6 +111,7 @@ class Prediction(Base):
         Index("ix_predictions_user_patient", "user_id", "patient_ref", "created_at", "id"),
         Index("ix_predictions_created_feedback", "created_at", "feedback_verdict"),
         Index("ux_predictions_image_key", "image_key", unique=True),  # 0005_image_key_unique
+        Index("ux_predictions_legacy_id", "legacy_id", unique=True),  # 0006_legacy_ids
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -138,3 +142,5 @@ class Prediction(Base):
     feedback_correct_class: Mapped[str | None] = mapped_column(String(64), nullable=True)
     feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     feedback_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # prediction_history.id in the earlier Flask back-end (`ocupredict import-legacy`).
+    legacy_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
