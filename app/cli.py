@@ -1,4 +1,5 @@
-"""The `ocupredict` console script: serve, migrate, create-admin, sweep-images, openapi."""
+"""The `ocupredict` console script: serve, migrate, create-admin, sweep-images, openapi,
+import-legacy."""
 
 from __future__ import annotations
 
@@ -197,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the password from the first line of stdin instead of prompting",
     )
     admin.set_defaults(func=cmd_create_admin)
+
+    from app.legacy.command import add_parser as add_import_legacy
+
+    add_import_legacy(sub)
 
     openapi = sub.add_parser("openapi", help="write the OpenAPI schema as JSON")
     openapi.add_argument("--output", "-o", default="-")

@@ -139,10 +139,10 @@ class AuthService:
         if user is None:
             await self.passwords.dummy_verify(password)
             await self._login_failed(email, None)
-        ok, new_hash = await self.passwords.verify_and_update(password, user.password_hash)
+        ok, new_hash = await self.passwords.verify_for_login(password, user.password_hash)
         if not ok:
             await self._login_failed(email, user.id)
-        if new_hash is not None:  # hashing parameters changed since this hash was made
+        if new_hash is not None:  # new hashing parameters, or an imported legacy hash
             user.password_hash = new_hash
         if not user.is_verified:
             await self.db.commit()
