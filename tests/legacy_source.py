@@ -329,15 +329,25 @@ async def drop_source(async_url: str) -> None:
     await server.dispose()
 
 
+def _moto_backend() -> Any:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    return s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
+
 def put_objects(bucket: str, objects: dict[str, bytes]) -> None:
     """Store the legacy images in the moto server's bucket. Written straight into the
     in-process moto backend that serves the S3 endpoint (5,000 PUTs over HTTP would take
     most of the test's time); the import reads them back over HTTP like any S3 client.
     (The import never trusts an object's content type: the legacy app wrote image/jpeg
     for everything.)"""
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.s3.models import s3_backends
-
-    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    backend = _moto_backend()
     for key, data in objects.items():
         backend.put_object(bucket, key, data)
+
+
+def delete_objects(bucket: str, objects: dict[str, bytes]) -> None:
+    backend = _moto_backend()
+    for key in objects:
+        backend.delete_object(bucket, key)

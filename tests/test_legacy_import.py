@@ -41,6 +41,7 @@ from app.legacy.mapping import (
 )
 from app.legacy.passwords import UNUSABLE_PASSWORD, check_legacy_password, is_legacy_hash
 from app.legacy.report import ImportReport
+from app.legacy.schema import async_source_url
 from app.security import Passwords
 from app.services.sessions import Sessions
 from app.storage.base import is_image_key
@@ -72,8 +73,7 @@ async def _make_source(
     s3_client.create_bucket(Bucket=bucket)
     legacy.put_objects(bucket, data.objects)
     yield Source(url, bucket, data)
-    for key in data.objects:
-        s3_client.delete_object(Bucket=bucket, Key=key)
+    legacy.delete_objects(bucket, data.objects)
     s3_client.delete_bucket(Bucket=bucket)
     await legacy.drop_source(async_url)
 
@@ -521,9 +521,7 @@ async def test_import_into_an_s3_store(
         obj = s3_client.get_object(Bucket=s3_bucket, Key=row.image_key)
         assert obj["ContentType"] == expected.rows[row.legacy_id].content_type  # not the
         assert hashlib.sha256(obj["Body"].read()).hexdigest() == row.sha256  # legacy's jpeg
-        assert row.image_key == legacy_image_key(
-            row.legacy_id, row.image_key[-3:], row.created_at
-        )
+        assert row.image_key == legacy_image_key(row.legacy_id, row.image_key[-3:], row.created_at)
 
     row = next(r for r in rows if expected.rows[r.legacy_id].owner != legacy.PLAIN_HASH_USER)
     async with make_client(**overrides) as client:
@@ -611,3 +609,14 @@ def test_case_duplicates_keep_the_oldest() -> None:
     kept, duplicates = split_case_duplicates(accounts)
     assert [a.id for a in kept] == [2, 3]
     assert {k: v.id for k, v in duplicates.items()} == {1: 2, 4: 2, 5: 3}
+
+
+def test_source_urls_get_the_async_driver() -> None:
+    assert async_source_url("mysql+pymysql://u:p@db:3306/old") == (
+        "mysql+aiomysql://u:p@db:3306/old?charset=utf8mb4"
+    )
+    assert async_source_url("mysql://u@db/old?charset=latin1").endswith("?charset=latin1")
+    assert async_source_url("sqlite:///var/test.db") == "sqlite+aiosqlite:///var/test.db"
+    for bad in ("postgresql://u@db/old", "not a url"):
+        with pytest.raises(ValueError):
+            async_source_url(bad)

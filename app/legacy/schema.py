@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     make_url,
 )
+from sqlalchemy.exc import ArgumentError
 
 metadata = MetaData()
 
@@ -58,7 +59,10 @@ _ASYNC_DRIVERS = {
 
 def async_source_url(url: str) -> str:
     """The SQLAlchemy URL of the legacy database, on an async driver (MySQL gets utf8mb4)."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ValueError(f"not a database URL: {exc}") from None
     backend = parsed.get_backend_name()
     if backend not in _ASYNC_DRIVERS:
         raise ValueError(f"unsupported legacy database {backend!r} (MySQL/MariaDB or SQLite)")
