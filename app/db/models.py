@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, UTCDateTime, utcnow
+from app.db.base import Base, PreciseUTCDateTime, UTCDateTime, utcnow
 
 # BIGINT on MySQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -26,7 +26,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (Index("ux_users_legacy_id", "legacy_id", unique=True),)  # 0006_legacy_ids
+    __table_args__ = (Index("ux_users_legacy_id", "legacy_id", unique=True),)  # 0007_legacy_ids
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     # Stored lower-cased, so the unique index is case-insensitive on every database.
@@ -38,6 +38,9 @@ class User(Base):
     is_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # An administrator can disable an account (0006_audit): its tokens stop working at once.
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # users.id in the earlier Flask back-end, for accounts `ocupredict import-legacy` made.
     legacy_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
@@ -111,7 +114,7 @@ class Prediction(Base):
         Index("ix_predictions_user_patient", "user_id", "patient_ref", "created_at", "id"),
         Index("ix_predictions_created_feedback", "created_at", "feedback_verdict"),
         Index("ux_predictions_image_key", "image_key", unique=True),  # 0005_image_key_unique
-        Index("ux_predictions_legacy_id", "legacy_id", unique=True),  # 0006_legacy_ids
+        Index("ux_predictions_legacy_id", "legacy_id", unique=True),  # 0007_legacy_ids
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -144,3 +147,32 @@ class Prediction(Base):
     feedback_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # prediction_history.id in the earlier Flask back-end (`ocupredict import-legacy`).
     legacy_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class AuditEvent(Base):
+    """One append-only record of who did or saw what (0006_audit).
+
+    Written in the transaction of the change it records; nothing updates a row, and only
+    `ocupredict prune-audit` deletes old ones. actor_id has no foreign key on purpose:
+    events outlive the accounts they name. Never holds a password, code, token or image.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_actor", "actor_id", "id"),
+        Index("ix_audit_events_action", "action", "id"),
+        Index("ix_audit_events_target", "target_type", "target_id", "id"),
+        Index("ix_audit_events_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(PreciseUTCDateTime, default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    actor_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    action: Mapped[str] = mapped_column(String(40))
+    target_type: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    target_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    old: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    new: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

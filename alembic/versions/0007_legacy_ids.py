@@ -1,7 +1,7 @@
 """legacy ids on users and predictions
 
-Revision ID: 0006_legacy_ids
-Revises: 0005_image_key_unique
+Revision ID: 0007_legacy_ids
+Revises: 0006_audit
 Create Date: 2026-12-02
 
 `ocupredict import-legacy` copies the earlier Flask back-end's `users` and
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision: str = "0006_legacy_ids"
-down_revision: str | None = "0005_image_key_unique"
+revision: str = "0007_legacy_ids"
+down_revision: str | None = "0006_audit"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
