@@ -1,5 +1,5 @@
 """The `ocupredict` console script: serve, serve-nginx, migrate, create-admin, sweep-images,
-prune-audit, openapi."""
+prune-audit, openapi, import-legacy."""
 
 from __future__ import annotations
 
@@ -273,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the password from the first line of stdin instead of prompting",
     )
     admin.set_defaults(func=cmd_create_admin)
+
+    from app.legacy.command import add_parser as add_import_legacy
+
+    add_import_legacy(sub)
 
     openapi = sub.add_parser("openapi", help="write the OpenAPI schema as JSON")
     openapi.add_argument("--output", "-o", default="-")

@@ -33,6 +33,7 @@ from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from app.config import Settings
+from app.legacy.passwords import check_legacy_password, is_legacy_hash
 
 JWT_ALGORITHM = "HS256"
 CODE_DIGITS = 6
@@ -82,6 +83,16 @@ class Passwords:
             self._verify_and_update, password, hashed, limiter=self._get_limiter()
         )
 
+    async def verify_for_login(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        """The login's check: `verify_and_update`, and the one place an imported legacy
+        (werkzeug) hash is accepted; a match returns the Argon2 hash to store instead.
+        `verify` and pwdlib refuse legacy hashes (see app.legacy.passwords)."""
+        if is_legacy_hash(hashed):
+            return await anyio.to_thread.run_sync(
+                self._upgrade_legacy, password, hashed, limiter=self._get_limiter()
+            )
+        return await self.verify_and_update(password, hashed)
+
     async def verify(self, password: str, hashed: str) -> bool:
         return await anyio.to_thread.run_sync(
             self._verify, password, hashed, limiter=self._get_limiter()
@@ -92,6 +103,11 @@ class Passwords:
             return self._hash.verify(password, hashed)
         except UnknownHashError:
             return False
+
+    def _upgrade_legacy(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        if not check_legacy_password(hashed, password):
+            return False, None
+        return True, self._hash.hash(password)
 
     def _verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
         try:

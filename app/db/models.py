@@ -26,6 +26,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (Index("ux_users_legacy_id", "legacy_id", unique=True),)  # 0008_legacy_ids
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     # Stored lower-cased, so the unique index is case-insensitive on every database.
@@ -40,6 +41,8 @@ class User(Base):
     # An administrator can disable an account (0006_audit): its tokens stop working at once.
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # users.id in the earlier Flask back-end, for accounts `ocupredict import-legacy` made.
+    legacy_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class OneTimeCode(Base):
@@ -116,6 +119,7 @@ class Prediction(Base):
             "ix_predictions_user_recommendation", "user_id", "recommendation", "created_at", "id"
         ),
         Index("ix_predictions_user_gradable", "user_id", "quality_gradable", "created_at", "id"),
+        Index("ux_predictions_legacy_id", "legacy_id", unique=True),  # 0008_legacy_ids
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -153,6 +157,8 @@ class Prediction(Base):
     feedback_correct_class: Mapped[str | None] = mapped_column(String(64), nullable=True)
     feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     feedback_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # prediction_history.id in the earlier Flask back-end (`ocupredict import-legacy`).
+    legacy_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class AuditEvent(Base):

@@ -155,10 +155,10 @@ class AuthService:
         if user is None:
             await self.passwords.dummy_verify(password)
             await self._login_failed(email, None)
-        ok, new_hash = await self.passwords.verify_and_update(password, user.password_hash)
+        ok, new_hash = await self.passwords.verify_for_login(password, user.password_hash)
         if not ok:
             await self._login_failed(email, user)
-        if new_hash is not None:  # hashing parameters changed since this hash was made
+        if new_hash is not None:  # new hashing parameters, or an imported legacy hash
             user.password_hash = new_hash
         # Only now, after a correct password, may the answer say more than 401.
         refusal: AppError | None = None

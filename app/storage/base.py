@@ -86,11 +86,15 @@ def normalize_extension(extension: str) -> str:
     return ext
 
 
-def new_image_key(extension: str, now: datetime) -> str:
-    """A fresh key under the UTC month of `now` (naive datetimes are taken as UTC)."""
+def new_image_key(extension: str, now: datetime, *, name: uuid.UUID | None = None) -> str:
+    """A fresh key under the UTC month of `now` (naive datetimes are taken as UTC).
+
+    `name` replaces the random uuid4 where a key must be the same on every attempt (the
+    legacy import: a re-run after a crash overwrites its own object instead of orphaning it).
+    """
     ext = normalize_extension(extension)
     utc = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
-    return f"images/{utc:%Y}/{utc:%m}/{uuid.uuid4().hex}.{ext}"
+    return f"images/{utc:%Y}/{utc:%m}/{(name or uuid.uuid4()).hex}.{ext}"
 
 
 def heatmap_key(image_key: str, tag: str) -> str:
