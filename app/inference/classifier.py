@@ -116,11 +116,23 @@ def thread_plan(settings: Settings) -> tuple[int, int]:
     """(batch workers, intra-op threads each), so that workers x intra-op <= the budget.
 
     By default two workers share the budget: one runs a batch while the other collects
-    the next, which bench/predict.py measured faster than one worker on all cores.
+    the next, which bench/predict.py measured faster than one worker on all cores. A lone
+    batch runs on the whole budget instead (the backend's run_all_cores).
     """
     budget = inference_threads(settings)
     workers = min(settings.inference_workers or 2, budget)
     return workers, max(1, budget // workers)
+
+
+CPU_MAX_BATCH = 8
+GPU_MAX_BATCH = 32  # a GPU gains from larger batches; the CPU saturates by about 8
+
+
+def max_batch(settings: Settings, device: str) -> int:
+    """MAX_BATCH, or the device's default."""
+    if settings.max_batch:
+        return settings.max_batch
+    return GPU_MAX_BATCH if device == "cuda" else CPU_MAX_BATCH
 
 
 async def build_classifier(settings: Settings) -> Classifier:
@@ -138,9 +150,16 @@ async def build_classifier(settings: Settings) -> Classifier:
         input_size=loaded.manifest.input_size,
         cache_dir=settings.model_cache_dir,
         threads=threads,
+        all_cores=inference_threads(settings),
+        device=settings.inference_device,
     )
+    batch = max_batch(settings, backend.device)
     batcher = MicroBatcher(
-        backend.run, max_batch=settings.max_batch, wait_ms=settings.batch_wait_ms, workers=workers
+        backend.run,
+        max_batch=batch,
+        wait_ms=settings.batch_wait_ms,
+        workers=workers,
+        run_all_cores=backend.run_all_cores,
     )
     classifier = Classifier(
         weights=loaded.info, manifest=loaded.manifest, backend=backend, batcher=batcher
@@ -151,14 +170,17 @@ async def build_classifier(settings: Settings) -> Classifier:
         await classifier.close()
         raise
     log.info(
-        "classifier ready: version=%s demo=%s backend=%s classes=%s workers=%d x threads=%d"
-        " source=%s",
+        "classifier ready: version=%s demo=%s backend=%s device=%s classes=%s"
+        " workers=%d x threads=%d lone batches on %s threads max_batch=%d source=%s",
         classifier.version,
         classifier.demo,
         classifier.backend_name,
+        backend.device,
         ",".join(loaded.manifest.codes),
         workers,
         threads,
+        inference_threads(settings) if backend.run_all_cores else threads,
+        batch,
         loaded.info.source,
     )
     return classifier
