@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(15, ge=1, le=200)
     max_image_pixels: int = Field(50_000_000, ge=64 * 64)
 
+    # History: `total` is exact up to this many matching records; beyond it the count
+    # stops there and the page says total_is_estimate (a lower bound).
+    history_count_limit: int = Field(10_000, ge=1, le=10_000_000)
+
     # HTTP
     default_timezone: str = "America/Lima"
     cors_origins: Annotated[list[str], NoDecode] = []
