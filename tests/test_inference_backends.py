@@ -146,7 +146,13 @@ def test_device_choice_follows_inference_device() -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present here")
-def test_cuda_is_refused_where_there_is_none(network: EyeDiseaseClassifier, tmp_path: Path) -> None:
+def test_cuda_is_refused_where_there_is_none(
+    network: EyeDiseaseClassifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_export(*_args: object) -> None:
+        raise AssertionError("exported for a device that is not there")
+
+    monkeypatch.setattr(backends, "_export", no_export)
     assert torch_device("auto").type == "cpu"
     for kind in ("auto", "onnx", "torch"):
         with pytest.raises(ModelUnavailable, match="INFERENCE_DEVICE=cuda"):

@@ -160,6 +160,10 @@ class OnnxBackend:
         device: DeviceKind = "auto",
     ) -> OnnxBackend:
         """Load the cached export for these weights, exporting (and checking) it if absent."""
+        ort = _onnxruntime()
+        if ort is None:
+            raise ModelUnavailable("onnxruntime is not installed")
+        onnx_providers(ort.get_available_providers(), device)  # refuse before any export
         path = cache_dir / "onnx" / f"{weights_sha256}-{input_size}-opset{OPSET}.onnx"
 
         def load(source: Path) -> OnnxBackend:
@@ -168,6 +172,8 @@ class OnnxBackend:
         if path.is_file():
             try:
                 return load(path)
+            except ModelUnavailable:  # no such device, no onnxruntime: not the file's fault
+                raise
             except Exception:  # a damaged cache file: export again
                 log.warning("cached ONNX model %s does not load; exporting again", path)
         path.parent.mkdir(parents=True, exist_ok=True)
