@@ -15,7 +15,7 @@ from app.inference import Classifier, ModelUnavailable, build_classifier
 from app.inference.arrays import FloatArray, ProbArray
 from app.inference.backends import softmax
 from app.inference.batcher import MicroBatcher
-from app.inference.classifier import thread_plan
+from app.inference.classifier import lone_threads, thread_plan
 from app.inference.manifest import DEFAULT_MANIFEST
 from app.inference.weights import WeightsInfo
 
@@ -309,3 +309,20 @@ def test_thread_plan_keeps_threads_within_the_cores(
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
     defaults = {"inference_threads": None, "inference_workers": None, "web_workers": 1}
     assert thread_plan(Settings(**{**defaults, **env})) == plan  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("cores", "env", "lone"),
+    [
+        (4, {}, 4),
+        (4, {"web_workers": 2}, 4),  # a lone batch may take what idle siblings leave
+        (2, {"web_workers": 2}, 2),
+        (8, {"web_workers": 2, "inference_threads": 3}, 3),  # an explicit budget wins
+    ],
+)
+def test_a_lone_batch_may_use_every_usable_core(
+    monkeypatch: pytest.MonkeyPatch, cores: int, env: dict[str, int], lone: int
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    defaults = {"inference_threads": None, "inference_workers": None, "web_workers": 1}
+    assert lone_threads(Settings(**{**defaults, **env})) == lone  # type: ignore[arg-type]

@@ -9,8 +9,8 @@ from the onnxruntime-gpu package, or torch on CUDA; refused when neither works),
 "auto" (CUDA when one of them can use it). TF32 is off on CUDA so that results stay within
 1e-3 of the CPU's.
 
-On CPU the ONNX backend can also hold a second session on every core of the process's
-budget (`run_all_cores`): the batcher runs a lone batch on it, and the batches of a busy
+On CPU the ONNX backend can also hold a second session on every usable core
+(`run_all_cores`): the batcher runs a lone batch on it, and the batches of a busy
 service on the per-worker session. ONNX Runtime sessions are independent thread pools, so
 this needs no pool of our own. torch has one process-wide intra-op pool, so its backend
 has no such second path.

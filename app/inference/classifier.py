@@ -100,16 +100,26 @@ class Classifier:
         await self._batcher.close()
 
 
+def usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def inference_threads(settings: Settings) -> int:
     """This process's core budget for the model: INFERENCE_THREADS, or its share of the
     usable cores when WEB_WORKERS processes serve on the same host."""
     if settings.inference_threads:
         return settings.inference_threads
-    if hasattr(os, "sched_getaffinity"):
-        cores = len(os.sched_getaffinity(0))
-    else:
-        cores = os.cpu_count() or 1
-    return max(1, cores // settings.web_workers)
+    return max(1, usable_cores() // settings.web_workers)
+
+
+def lone_threads(settings: Settings) -> int:
+    """Intra-op threads of a lone batch: INFERENCE_THREADS, or every usable core of the
+    host. A process that finds nothing else to do is most likely the only busy one (one
+    doctor, one upload), so it may take the cores its idle siblings leave; when several
+    are busy, their batches are not lone and run on their shares."""
+    return settings.inference_threads or usable_cores()
 
 
 def thread_plan(settings: Settings) -> tuple[int, int]:
@@ -150,7 +160,7 @@ async def build_classifier(settings: Settings) -> Classifier:
         input_size=loaded.manifest.input_size,
         cache_dir=settings.model_cache_dir,
         threads=threads,
-        all_cores=inference_threads(settings),
+        all_cores=lone_threads(settings),
         device=settings.inference_device,
     )
     batch = max_batch(settings, backend.device)
@@ -179,7 +189,7 @@ async def build_classifier(settings: Settings) -> Classifier:
         ",".join(loaded.manifest.codes),
         workers,
         threads,
-        inference_threads(settings) if backend.run_all_cores else threads,
+        lone_threads(settings) if backend.run_all_cores else threads,
         batch,
         loaded.info.source,
     )
