@@ -105,7 +105,11 @@ class Settings(BaseSettings):
     model_s3_key: str | None = None
     model_cache_dir: Path = Path("./var/model-cache")
     inference_backend: Literal["auto", "onnx", "torch"] = "auto"
-    max_batch: int = Field(8, ge=1, le=256)
+    # cuda: ONNX Runtime's CUDA provider (onnxruntime-gpu) or torch on CUDA; auto: CUDA
+    # when one of them can use it, else the CPU.
+    inference_device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Images per model call (default: 8 on the CPU, 32 on a GPU).
+    max_batch: int | None = Field(None, ge=1, le=256)
     batch_wait_ms: float = Field(5, ge=0, le=1000)
     fast_jpeg_decode: bool = True
     # The model's cores per process (default: the usable cores / WEB_WORKERS).
@@ -119,6 +123,7 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(15, ge=1, le=200)
     max_image_pixels: int = Field(50_000_000, ge=64 * 64)
 
+<<<<<<< HEAD
     # Image-quality gate (docs/quality-gate.md: what each threshold means, how it was set).
     # QUALITY_GATE=false turns it off for every model; a model's manifest may too.
     quality_gate: bool = True
@@ -131,6 +136,11 @@ class Settings(BaseSettings):
     quality_max_brightness: float = Field(QualityThresholds.max_brightness, ge=0, le=255)
     quality_max_dark_fraction: float = Field(QualityThresholds.max_dark_fraction, gt=0, le=1)
     quality_max_clipped_fraction: float = Field(QualityThresholds.max_clipped_fraction, gt=0, le=1)
+=======
+    # History: `total` is exact up to this many matching records; beyond it the count
+    # stops there and the page says total_is_estimate (a lower bound).
+    history_count_limit: int = Field(10_000, ge=1, le=10_000_000)
+>>>>>>> speed
 
     # HTTP
     default_timezone: str = "America/Lima"

@@ -42,7 +42,13 @@ async def test_requires_authentication(client: httpx.AsyncClient) -> None:
 
 async def test_empty_list(client: httpx.AsyncClient) -> None:
     doctor = await make_doctor(app_of(client))
-    assert await page(client, doctor) == {"items": [], "total": 0, "page": 1, "page_size": 20}
+    assert await page(client, doctor) == {
+        "items": [],
+        "total": 0,
+        "total_is_estimate": False,
+        "page": 1,
+        "page_size": 20,
+    }
 
 
 async def test_summary_shape_has_no_url_and_no_bytes(client: httpx.AsyncClient) -> None:
@@ -132,11 +138,50 @@ async def test_pages_and_past_the_end(client: httpx.AsyncClient) -> None:
     assert await ids(client, doctor, page_size=2, page=2) == newest_first[2:4]
     assert await ids(client, doctor, page_size=2, page=3) == newest_first[4:5]
     past = await page(client, doctor, page_size=2, page=4)
-    assert past == {"items": [], "total": 5, "page": 4, "page_size": 2}
+    assert past == {
+        "items": [],
+        "total": 5,
+        "total_is_estimate": False,
+        "page": 4,
+        "page_size": 2,
+    }
     far = await page(client, doctor, page_size=100, page=1000)
     assert far["items"] == [] and far["total"] == 5
     default = await page(client, doctor)
     assert default["page"] == 1 and default["page_size"] == 20 and len(default["items"]) == 5
+
+
+async def test_total_is_exact_up_to_the_count_limit_then_a_lower_bound(
+    make_client: Callable[..., Any],
+) -> None:
+    async with make_client(history_count_limit=4) as client:
+        app = app_of(client)
+        doctor = await make_doctor(app)
+        other = await make_doctor(app)
+        for i in range(7):
+            await add_prediction(
+                app,
+                doctor.id,
+                predicted_class="glaucoma" if i < 4 else "normal",
+                created_at=T0 + timedelta(minutes=i),
+            )
+        for _ in range(6):  # another doctor's rows never count
+            await add_prediction(app, other.id, predicted_class="normal")
+
+        exact = await page(client, doctor, predicted_class="glaucoma")  # 4: at the limit
+        assert (exact["total"], exact["total_is_estimate"]) == (4, False)
+        few = await page(client, doctor, predicted_class="normal")
+        assert (few["total"], few["total_is_estimate"]) == (3, False)
+
+        first = await page(client, doctor, page_size=2)  # 7 match: more than 4
+        assert (first["total"], first["total_is_estimate"]) == (5, True)  # limit + 1
+        assert len(first["items"]) == 2
+        deep = await page(client, doctor, page_size=3, page=2)  # records up to here: 6
+        assert (deep["total"], deep["total_is_estimate"]) == (6, True)
+        last = await page(client, doctor, page_size=3, page=3)
+        assert (last["total"], last["total_is_estimate"], len(last["items"])) == (7, True, 1)
+        past = await page(client, doctor, page_size=3, page=9)
+        assert (past["items"], past["total"], past["total_is_estimate"]) == ([], 5, True)
 
 
 async def test_page_size_bounds(client: httpx.AsyncClient) -> None:

@@ -6,9 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from app.config import Settings
 from app.inference import ModelUnavailable, backends
-from app.inference.backends import OnnxBackend, TorchBackend, create_backend, softmax
+from app.inference.backends import (
+    OnnxBackend,
+    TorchBackend,
+    create_backend,
+    onnx_providers,
+    softmax,
+    torch_device,
+)
+from app.inference.classifier import CPU_MAX_BATCH, GPU_MAX_BATCH, max_batch
 from app.inference.network import EyeDiseaseClassifier, load_network, seeded_state_dict
 
 SHA = "ab" * 32
@@ -88,7 +98,70 @@ def test_without_onnxruntime_auto_uses_torch(
 def test_torch_backend_runs_on_cpu_here(network: EyeDiseaseClassifier, tmp_path: Path) -> None:
     backend = make("torch", network, tmp_path)
     assert isinstance(backend, TorchBackend)
-    assert backend.device.type == "cpu"
+    assert backend.device == "cpu" and backend.run_all_cores is None
     probabilities = backend.run(np.zeros((3, 3, 224, 224), np.float32))
     assert probabilities.shape == (3, 4)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-12)
+
+
+def test_onnx_offers_an_all_cores_session_with_the_same_results(
+    network: EyeDiseaseClassifier, tmp_path: Path
+) -> None:
+    def onnx(threads: int, all_cores: int) -> OnnxBackend:
+        return OnnxBackend.for_network(
+            network,
+            weights_sha256=SHA,
+            input_size=224,
+            cache_dir=tmp_path,
+            threads=threads,
+            all_cores=all_cores,
+            device="cpu",
+        )
+
+    shared = onnx(1, 2)
+    assert shared.device == "cpu" and shared.run_all_cores is not None
+    batch = np.random.default_rng(5).standard_normal((3, 3, 224, 224)).astype(np.float32)
+    np.testing.assert_allclose(shared.run_all_cores(batch), shared.run(batch), atol=1e-6)
+    assert onnx(2, 2).run_all_cores is None  # no wider plan than the one it has
+
+
+def test_device_choice_follows_inference_device() -> None:
+    cpu_only = ["CPUExecutionProvider"]
+    with_cuda = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert onnx_providers(cpu_only, "auto") == cpu_only
+    assert onnx_providers(with_cuda, "cpu") == cpu_only
+    for device in ("auto", "cuda"):
+        providers = onnx_providers(with_cuda, device)  # type: ignore[arg-type]
+        assert providers[0] == ("CUDAExecutionProvider", {"use_tf32": "0"})
+        assert providers[-1] == "CPUExecutionProvider"
+    with pytest.raises(ModelUnavailable, match="install onnxruntime-gpu"):
+        onnx_providers(cpu_only, "cuda")
+    assert torch_device("cpu").type == "cpu"
+    settings = Settings(_env_file=None)
+    assert settings.max_batch is None
+    assert (max_batch(settings, "cpu"), max_batch(settings, "cuda")) == (
+        CPU_MAX_BATCH,
+        GPU_MAX_BATCH,
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present here")
+def test_cuda_is_refused_where_there_is_none(
+    network: EyeDiseaseClassifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_export(*_args: object) -> None:
+        raise AssertionError("exported for a device that is not there")
+
+    monkeypatch.setattr(backends, "_export", no_export)
+    assert torch_device("auto").type == "cpu"
+    for kind in ("auto", "onnx", "torch"):
+        with pytest.raises(ModelUnavailable, match="INFERENCE_DEVICE=cuda"):
+            create_backend(
+                kind,  # type: ignore[arg-type]
+                network,
+                weights_sha256=SHA,
+                input_size=224,
+                cache_dir=tmp_path,
+                threads=2,
+                device="cuda",
+            )

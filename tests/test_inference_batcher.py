@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from app.inference import Classifier, ModelUnavailable, build_classifier
 from app.inference.arrays import FloatArray, ProbArray
 from app.inference.backends import softmax
 from app.inference.batcher import MicroBatcher
-from app.inference.classifier import thread_plan
+from app.inference.classifier import lone_threads, thread_plan
 from app.inference.manifest import DEFAULT_MANIFEST
 from app.inference.weights import WeightsInfo
 
@@ -83,6 +84,102 @@ async def test_a_lone_request_does_not_wait_for_company() -> None:
         result = await asyncio.wait_for(batcher.submit(arrays(1)[0]), timeout=10)
         assert result.batch_size == 1
     finally:
+        await batcher.close()
+
+
+class SlowBackend:
+    """A model call that takes `seconds`, on two plans: the per-worker share of the cores
+    (`run`) and every core (`run_all_cores`); records (plan, batch size, start, end)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.calls: list[tuple[str, int, float, float]] = []
+        self._lock = threading.Lock()
+
+    def _call(self, plan: str, batch: FloatArray) -> ProbArray:
+        started = time.perf_counter()
+        time.sleep(self.seconds)
+        with self._lock:
+            self.calls.append((plan, len(batch), started, time.perf_counter()))
+        return softmax(batch.reshape(len(batch), -1)[:, :4])
+
+    def run(self, batch: FloatArray) -> ProbArray:
+        return self._call("share", batch)
+
+    def run_all_cores(self, batch: FloatArray) -> ProbArray:
+        return self._call("all cores", batch)
+
+
+async def test_a_lone_request_runs_at_once_on_every_core() -> None:
+    backend = SlowBackend(0.02)
+    # A minute's batch window: had the lone request waited for it, wait_for would time out.
+    batcher = MicroBatcher(
+        backend.run, max_batch=8, wait_ms=60_000, workers=2, run_all_cores=backend.run_all_cores
+    )
+    try:
+        for _ in range(3):  # one after the other, as a single doctor uploads
+            submitted = time.perf_counter()
+            result = await asyncio.wait_for(batcher.submit(arrays(1)[0]), timeout=10)
+            plan, size, started, _ = backend.calls[-1]
+            assert (plan, size, result.batch_size) == ("all cores", 1, 1)
+            assert started - submitted < 5  # far inside the 60 s window: it did not wait
+        assert [c[0] for c in backend.calls] == ["all cores"] * 3
+    finally:
+        await batcher.close()
+
+
+async def test_concurrent_requests_still_batch_and_share_the_cores() -> None:
+    backend = SlowBackend(0.03)
+    batcher = MicroBatcher(
+        backend.run, max_batch=4, wait_ms=20, workers=2, run_all_cores=backend.run_all_cores
+    )
+    try:
+        inputs = arrays(24)
+        results = await asyncio.gather(*(batcher.submit(a) for a in inputs))
+        for array, result in zip(inputs, results, strict=True):
+            np.testing.assert_array_equal(
+                result.probabilities, softmax(array.reshape(1, -1)[:, :4])[0]
+            )
+        sizes = [size for _, size, _, _ in backend.calls]
+        assert sum(sizes) == 24 and max(sizes) == 4  # batched, never beyond max_batch
+        shared = [c for c in backend.calls if c[0] == "share"]
+        assert len(shared) >= 2 and max(size for _, size, _, _ in shared) > 1
+        # The two workers ran their shares side by side ...
+        assert any(a[2] < b[3] and b[2] < a[3] for a in shared for b in shared if a is not b)
+        # ... but never beside a batch that had every core.
+        for plan, _, start, end in backend.calls:
+            if plan == "all cores":
+                assert not any(o[2] < end and start < o[3] for o in backend.calls if o[2] != start)
+    finally:
+        await batcher.close()
+
+
+async def test_work_arriving_during_an_all_cores_run_waits_and_batches() -> None:
+    backend = SlowBackend(0.0)
+    gate = threading.Event()
+    wide_started = threading.Event()
+
+    def held_all_cores(batch: FloatArray) -> ProbArray:
+        wide_started.set()
+        gate.wait(10)
+        return backend.run_all_cores(batch)
+
+    batcher = MicroBatcher(
+        backend.run, max_batch=8, wait_ms=0, workers=2, run_all_cores=held_all_cores
+    )
+    try:
+        first = asyncio.ensure_future(batcher.submit(arrays(1)[0]))
+        assert await asyncio.to_thread(wide_started.wait, 10)
+        later = [asyncio.ensure_future(batcher.submit(a)) for a in arrays(5)]
+        await asyncio.sleep(0.05)
+        assert backend.calls == []  # the other worker holds its batch meanwhile
+        gate.set()
+        results = await asyncio.wait_for(asyncio.gather(first, *later), timeout=10)
+        assert results[0].batch_size == 1
+        assert sum(size for _, size, _, _ in backend.calls) == 6
+        assert max(r.batch_size for r in results[1:]) > 1  # what queued was batched
+    finally:
+        gate.set()
         await batcher.close()
 
 
@@ -212,3 +309,20 @@ def test_thread_plan_keeps_threads_within_the_cores(
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
     defaults = {"inference_threads": None, "inference_workers": None, "web_workers": 1}
     assert thread_plan(Settings(**{**defaults, **env})) == plan  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("cores", "env", "lone"),
+    [
+        (4, {}, 4),
+        (4, {"web_workers": 2}, 4),  # a lone batch may take what idle siblings leave
+        (2, {"web_workers": 2}, 2),
+        (8, {"web_workers": 2, "inference_threads": 3}, 3),  # an explicit budget wins
+    ],
+)
+def test_a_lone_batch_may_use_every_usable_core(
+    monkeypatch: pytest.MonkeyPatch, cores: int, env: dict[str, int], lone: int
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    defaults = {"inference_threads": None, "inference_workers": None, "web_workers": 1}
+    assert lone_threads(Settings(**{**defaults, **env})) == lone  # type: ignore[arg-type]

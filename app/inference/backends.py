@@ -2,7 +2,18 @@
 
 ONNX Runtime is the fast path on CPU; the ONNX file is exported once from the loaded
 torch network and cached by weights sha256, so later starts skip the export. The torch
-backend is the fallback and the reference. Both pick CUDA when it is present.
+backend is the fallback and the reference.
+
+INFERENCE_DEVICE picks the device: "cpu", "cuda" (ONNX Runtime's CUDA execution provider,
+from the onnxruntime-gpu package, or torch on CUDA; refused when neither works), or
+"auto" (CUDA when one of them can use it). TF32 is off on CUDA so that results stay within
+1e-3 of the CPU's.
+
+On CPU the ONNX backend can also hold a second session on every usable core
+(`run_all_cores`): the batcher runs a lone batch on it, and the batches of a busy
+service on the per-worker session. ONNX Runtime sessions are independent thread pools, so
+this needs no pool of our own. torch has one process-wide intra-op pool, so its backend
+has no such second path.
 """
 
 from __future__ import annotations
@@ -12,13 +23,13 @@ import logging
 import uuid
 from pathlib import Path
 from types import ModuleType
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from app.inference.arrays import FloatArray, ProbArray
+from app.inference.arrays import FloatArray, ProbArray, RunBatch
 from app.inference.errors import ModelUnavailable
 from app.inference.network import EyeDiseaseClassifier
 
@@ -28,10 +39,14 @@ OPSET = 17
 EXPORT_TOLERANCE = 1e-3  # max |logit| difference accepted between torch and a fresh export
 
 BackendKind = Literal["auto", "onnx", "torch"]
+DeviceKind = Literal["auto", "cpu", "cuda"]
+Providers = list[str | tuple[str, dict[str, str]]]  # ONNX Runtime's providers argument
 
 
 class Backend(Protocol):
     name: str
+    device: str  # "cpu" or "cuda": where the model actually runs
+    run_all_cores: RunBatch | None  # the same model on every core (CPU only), if offered
 
     def run(self, batch: FloatArray) -> ProbArray: ...
 
@@ -44,39 +59,93 @@ def softmax(logits: npt.NDArray[np.floating]) -> ProbArray:
     return probs
 
 
+def torch_device(device: DeviceKind) -> torch.device:
+    """The torch device INFERENCE_DEVICE asks for; ModelUnavailable when CUDA is not there."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelUnavailable("INFERENCE_DEVICE=cuda but torch sees no CUDA device")
+    if device == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
 class TorchBackend:
     name = "torch"
+    run_all_cores: RunBatch | None = None  # one process-wide intra-op pool: no second plan
 
-    def __init__(self, network: EyeDiseaseClassifier, *, threads: int) -> None:
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device.type == "cpu":
+    def __init__(
+        self, network: EyeDiseaseClassifier, *, threads: int, device: DeviceKind = "auto"
+    ) -> None:
+        self._device = torch_device(device)
+        self.device = self._device.type
+        if self.device == "cpu":
             torch.set_num_threads(threads)
-        self._network = network.to(self.device).eval()
+        else:  # full fp32, as on the CPU
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        self._network = network.to(self._device).eval()
 
     def run(self, batch: FloatArray) -> ProbArray:
         with torch.inference_mode():
-            logits = self._network(torch.from_numpy(batch).to(self.device))
+            logits = self._network(torch.from_numpy(batch).to(self._device))
         return softmax(logits.float().cpu().numpy())
+
+
+def onnx_providers(
+    available: list[str], device: DeviceKind
+) -> list[str | tuple[str, dict[str, str]]]:
+    """The execution providers for INFERENCE_DEVICE, given ort.get_available_providers()."""
+    if device != "cpu" and "CUDAExecutionProvider" in available:
+        return [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
+    if device == "cuda":
+        raise ModelUnavailable(
+            "INFERENCE_DEVICE=cuda but ONNX Runtime has no CUDAExecutionProvider "
+            "(install onnxruntime-gpu)"
+        )
+    return ["CPUExecutionProvider"]
 
 
 class OnnxBackend:
     name = "onnx"
 
-    def __init__(self, model_path: Path, *, threads: int) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        threads: int,
+        all_cores: int | None = None,
+        device: DeviceKind = "auto",
+    ) -> None:
+        """`all_cores`: intra-op threads of a second CPU session for lone batches (none when
+        it is not above `threads`, or on CUDA)."""
         ort = _onnxruntime()
         if ort is None:
             raise ModelUnavailable("onnxruntime is not installed")
+        providers = onnx_providers(ort.get_available_providers(), device)
+        self._session = self._open(ort, model_path, threads, providers)
+        active = self._session.get_providers()
+        self.device = "cuda" if "CUDAExecutionProvider" in active else "cpu"
+        if device == "cuda" and self.device != "cuda":  # the provider failed to load
+            raise ModelUnavailable(f"INFERENCE_DEVICE=cuda but ONNX Runtime runs on {active}")
+        self._input = self._session.get_inputs()[0].name
+        self.run_all_cores: RunBatch | None = None
+        if self.device == "cpu" and all_cores is not None and all_cores > threads:
+            wide = self._open(ort, model_path, all_cores, providers)
+            self.run_all_cores = lambda batch: self._run_on(wide, batch)
+
+    @staticmethod
+    def _open(
+        ort: ModuleType,
+        model_path: Path,
+        threads: int,
+        providers: Providers,
+    ) -> Any:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         # Idle workers must not spin: image decoding shares the same few cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        self._session = ort.InferenceSession(str(model_path), options, providers=providers)
-        self._input = self._session.get_inputs()[0].name
+        return ort.InferenceSession(str(model_path), options, providers=providers)
 
     @classmethod
     def for_network(
@@ -87,19 +156,31 @@ class OnnxBackend:
         input_size: int,
         cache_dir: Path,
         threads: int,
+        all_cores: int | None = None,
+        device: DeviceKind = "auto",
     ) -> OnnxBackend:
         """Load the cached export for these weights, exporting (and checking) it if absent."""
+        ort = _onnxruntime()
+        if ort is None:
+            raise ModelUnavailable("onnxruntime is not installed")
+        onnx_providers(ort.get_available_providers(), device)  # refuse before any export
         path = cache_dir / "onnx" / f"{weights_sha256}-{input_size}-opset{OPSET}.onnx"
+
+        def load(source: Path) -> OnnxBackend:
+            return cls(source, threads=threads, all_cores=all_cores, device=device)
+
         if path.is_file():
             try:
-                return cls(path, threads=threads)
+                return load(path)
+            except ModelUnavailable:  # no such device, no onnxruntime: not the file's fault
+                raise
             except Exception:  # a damaged cache file: export again
                 log.warning("cached ONNX model %s does not load; exporting again", path)
         path.parent.mkdir(parents=True, exist_ok=True)
         part = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
         try:
             _export(network, part, input_size)
-            backend = cls(part, threads=threads)
+            backend = load(part)
             backend.check_against(network, input_size)
             part.replace(path)
         finally:
@@ -108,7 +189,10 @@ class OnnxBackend:
         return backend
 
     def run(self, batch: FloatArray) -> ProbArray:
-        (logits,) = self._session.run(None, {self._input: batch})
+        return self._run_on(self._session, batch)
+
+    def _run_on(self, session: Any, batch: FloatArray) -> ProbArray:
+        (logits,) = session.run(None, {self._input: batch})
         return softmax(np.asarray(logits))
 
     def check_against(self, network: EyeDiseaseClassifier, input_size: int) -> None:
@@ -130,10 +214,13 @@ def create_backend(
     input_size: int,
     cache_dir: Path,
     threads: int,
+    all_cores: int | None = None,
+    device: DeviceKind = "auto",
 ) -> Backend:
     """Blocking (export, session creation): call it in a worker thread.
 
-    "auto" means onnx when onnxruntime imports and the export works, else torch.
+    "auto" means onnx when onnxruntime imports and the export works (and, for
+    INFERENCE_DEVICE=cuda, runs on CUDA), else torch.
     """
     if kind != "torch":
         if _onnxruntime() is None:
@@ -147,12 +234,14 @@ def create_backend(
                     input_size=input_size,
                     cache_dir=cache_dir,
                     threads=threads,
+                    all_cores=all_cores,
+                    device=device,
                 )
             except Exception as exc:
                 if kind == "onnx":
                     raise ModelUnavailable(f"ONNX backend unavailable: {exc}") from exc
                 log.warning("ONNX backend unavailable, using torch", exc_info=True)
-    return TorchBackend(network, threads=threads)
+    return TorchBackend(network, threads=threads, device=device)
 
 
 def _export(network: EyeDiseaseClassifier, path: Path, input_size: int) -> None:

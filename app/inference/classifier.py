@@ -106,27 +106,49 @@ class Classifier:
         await self._batcher.close()
 
 
+def usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def inference_threads(settings: Settings) -> int:
     """This process's core budget for the model: INFERENCE_THREADS, or its share of the
     usable cores when WEB_WORKERS processes serve on the same host."""
     if settings.inference_threads:
         return settings.inference_threads
-    if hasattr(os, "sched_getaffinity"):
-        cores = len(os.sched_getaffinity(0))
-    else:
-        cores = os.cpu_count() or 1
-    return max(1, cores // settings.web_workers)
+    return max(1, usable_cores() // settings.web_workers)
+
+
+def lone_threads(settings: Settings) -> int:
+    """Intra-op threads of a lone batch: INFERENCE_THREADS, or every usable core of the
+    host. A process that finds nothing else to do is most likely the only busy one (one
+    doctor, one upload), so it may take the cores its idle siblings leave; when several
+    are busy, their batches are not lone and run on their shares."""
+    return settings.inference_threads or usable_cores()
 
 
 def thread_plan(settings: Settings) -> tuple[int, int]:
     """(batch workers, intra-op threads each), so that workers x intra-op <= the budget.
 
     By default two workers share the budget: one runs a batch while the other collects
-    the next, which bench/predict.py measured faster than one worker on all cores.
+    the next, which bench/predict.py measured faster than one worker on all cores. A lone
+    batch runs on the whole budget instead (the backend's run_all_cores).
     """
     budget = inference_threads(settings)
     workers = min(settings.inference_workers or 2, budget)
     return workers, max(1, budget // workers)
+
+
+CPU_MAX_BATCH = 8
+GPU_MAX_BATCH = 32  # a GPU gains from larger batches; the CPU saturates by about 8
+
+
+def max_batch(settings: Settings, device: str) -> int:
+    """MAX_BATCH, or the device's default."""
+    if settings.max_batch:
+        return settings.max_batch
+    return GPU_MAX_BATCH if device == "cuda" else CPU_MAX_BATCH
 
 
 async def build_classifier(settings: Settings) -> Classifier:
@@ -146,9 +168,16 @@ async def build_classifier(settings: Settings) -> Classifier:
         input_size=loaded.manifest.input_size,
         cache_dir=settings.model_cache_dir,
         threads=threads,
+        all_cores=lone_threads(settings),
+        device=settings.inference_device,
     )
+    batch = max_batch(settings, backend.device)
     batcher = MicroBatcher(
-        backend.run, max_batch=settings.max_batch, wait_ms=settings.batch_wait_ms, workers=workers
+        backend.run,
+        max_batch=batch,
+        wait_ms=settings.batch_wait_ms,
+        workers=workers,
+        run_all_cores=backend.run_all_cores,
     )
     classifier = Classifier(
         weights=loaded.info,
@@ -163,14 +192,17 @@ async def build_classifier(settings: Settings) -> Classifier:
         await classifier.close()
         raise
     log.info(
-        "classifier ready: version=%s demo=%s backend=%s classes=%s workers=%d x threads=%d"
-        " source=%s",
+        "classifier ready: version=%s demo=%s backend=%s device=%s classes=%s"
+        " workers=%d x threads=%d lone batches on %s threads max_batch=%d source=%s",
         classifier.version,
         classifier.demo,
         classifier.backend_name,
+        backend.device,
         ",".join(loaded.manifest.codes),
         workers,
         threads,
+        lone_threads(settings) if backend.run_all_cores else threads,
+        batch,
         loaded.info.source,
     )
     return classifier

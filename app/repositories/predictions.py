@@ -236,11 +236,13 @@ class PredictionRepository:
         columns = [key] if sort == "id" else [key, Prediction.id]
         return [c.desc() if order == "desc" else c.asc() for c in columns]
 
-    async def count(self, user_id: int, filters: HistoryFilters) -> int:
-        stmt = (
-            select(func.count()).select_from(Prediction).where(*self._conditions(user_id, filters))
-        )
-        stmt = self._search_hint(stmt, filters)
+    async def count(self, user_id: int, filters: HistoryFilters, *, limit: int) -> int:
+        """The number of matching rows, counting no further than `limit` + 1: a result
+        above `limit` means "more than limit". The inner LIMIT bounds the index entries
+        read, so a doctor with 100,000 records costs what one with `limit` does."""
+        matching = select(Prediction.id).where(*self._conditions(user_id, filters)).limit(limit + 1)
+        matching = self._search_hint(matching, filters)
+        stmt = select(func.count()).select_from(matching.subquery("matching"))
         return int((await self.session.execute(stmt)).scalar_one())
 
     async def page(

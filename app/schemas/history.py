@@ -190,6 +190,15 @@ class Page(BaseModel, Generic[T]):
 class PredictionPage(Page[PredictionSummary]):
     """Page[PredictionSummary]: summaries carry no image URL and no image bytes."""
 
+    total_is_estimate: bool = Field(
+        False,
+        description=(
+            "false: `total` is exact. true: more records match than the service counts "
+            "(HISTORY_COUNT_LIMIT, 10,000), and `total` is a lower bound: that limit + 1, or "
+            "the records up to this page if more. A full page may have a next one."
+        ),
+    )
+
 
 # --------------------------------------------------------------------------- feedback
 

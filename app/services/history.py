@@ -199,8 +199,10 @@ class HistoryService:
         )
         offset = (query.page - 1) * query.page_size
 
+        limit = self.settings.history_count_limit
+
         async def count(repo: PredictionRepository) -> int:
-            return await repo.count(user.id, filters)
+            return await repo.count(user.id, filters, limit=limit)
 
         async def rows_of(repo: PredictionRepository) -> Sequence[PredictionRow]:
             # Past the last page this is simply empty; the total still comes from count.
@@ -208,12 +210,17 @@ class HistoryService:
                 user.id, filters, query.sort, query.effective_order, offset, query.page_size
             )
 
-        # The count (the slow half at 100,000 rows) on a second connection meanwhile.
-        total, rows = await asyncio.gather(in_own_session(self.sessions, count), rows_of(self.repo))
+        # The count on a second connection meanwhile: both are index range reads.
+        counted, rows = await asyncio.gather(
+            in_own_session(self.sessions, count), rows_of(self.repo)
+        )
+        estimate = counted > limit  # the count stopped at limit + 1
+        seen = offset + len(rows) if rows else 0  # records up to the end of this page
         label = label_lookup(self.manifest, user.locale)
         return PredictionPage(
             items=[summary_from_row(row, label) for row in rows],
-            total=total,
+            total=max(counted, seen) if estimate else counted,
+            total_is_estimate=estimate,
             page=query.page,
             page_size=query.page_size,
         )
