@@ -123,7 +123,6 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(15, ge=1, le=200)
     max_image_pixels: int = Field(50_000_000, ge=64 * 64)
 
-<<<<<<< HEAD
     # Image-quality gate (docs/quality-gate.md: what each threshold means, how it was set).
     # QUALITY_GATE=false turns it off for every model; a model's manifest may too.
     quality_gate: bool = True
@@ -136,11 +135,9 @@ class Settings(BaseSettings):
     quality_max_brightness: float = Field(QualityThresholds.max_brightness, ge=0, le=255)
     quality_max_dark_fraction: float = Field(QualityThresholds.max_dark_fraction, gt=0, le=1)
     quality_max_clipped_fraction: float = Field(QualityThresholds.max_clipped_fraction, gt=0, le=1)
-=======
     # History: `total` is exact up to this many matching records; beyond it the count
     # stops there and the page says total_is_estimate (a lower bound).
     history_count_limit: int = Field(10_000, ge=1, le=10_000_000)
->>>>>>> speed
 
     # HTTP
     default_timezone: str = "America/Lima"

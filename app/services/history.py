@@ -26,8 +26,8 @@ from app.inference.manifest import ModelManifest
 from app.repositories.predictions import HistoryFilters, PredictionRepository
 from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage, zone
 from app.schemas.prediction import Prediction, label_lookup, summary_from_row
-from app.services.explain import heatmap_keys, heatmap_png
 from app.services import audit
+from app.services.explain import heatmap_keys, heatmap_png
 from app.services.images import prediction_detail
 from app.storage import (
     ImageNotFound,
