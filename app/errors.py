@@ -93,3 +93,15 @@ class InvalidCode(AppError):
 class InvalidRefreshToken(AppError):
     def __init__(self) -> None:
         super().__init__(401, "INVALID_TOKEN", "The refresh token is invalid, expired or spent")
+
+
+class InvalidModel(AppError):
+    """Weights or manifest that the model registry refuses; the detail says why."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(422, "INVALID_MODEL", detail)
+
+
+class Conflict(AppError):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(409, code, detail)

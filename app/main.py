@@ -18,13 +18,14 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from app.api.errors import install_error_handlers
-from app.api.routes import auth, health, history, home, predict
+from app.api.routes import admin_models, auth, health, history, home, predict
 from app.api.upload_limit import UploadLimitMiddleware
 from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
 from app.inference import build_classifier
 from app.mail import build_mailer
 from app.observability import RequestIdMiddleware, configure_logging
+from app.registry.service import open_holder
 from app.security import Passwords
 from app.services.stats import TotalsCache
 from app.storage import build_image_store
@@ -55,8 +56,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await passwords.prepare()
         # Weights fetched, verified and warmed up before the app takes any request.
         classifier = await build_classifier(settings)
-        stack.push_async_callback(classifier.close)
-        app.state.classifier = classifier
+        # Registered on first start; then the process follows the registry's active version.
+        models = await open_holder(settings, storage, app.state.sessionmaker, classifier)
+        stack.push_async_callback(models.close)
+        app.state.models = models
         app.state.totals_cache = TotalsCache()
         log.info("ocupredict started (environment=%s)", settings.environment)
         yield
@@ -107,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(predict.router, prefix=prefix)
     app.include_router(history.router, prefix=prefix)
     app.include_router(home.router, prefix=prefix)
+    app.include_router(admin_models.router, prefix=prefix)
     _point_token_url_at(app, f"{prefix}/auth/login")
     return app
 

@@ -166,14 +166,17 @@ def synthetic_rows(
         stamps.extend((rng.random() * span, user_id) for _ in range(count))
     stamps.sort()
     start = now - timedelta(seconds=span)
-    probabilities_cache: dict[str, str] = {}
+    probabilities_cache: dict[tuple[str, float], str] = {}
     codes_json = json.dumps(CODES)
     for n, (offset, user_id) in enumerate(stamps):
         created = (start + timedelta(seconds=offset)).replace(microsecond=0, tzinfo=None)
         cls = rng.choices(CODES, CLASS_WEIGHTS)[0]
-        if cls not in probabilities_cache:
-            rest = 0.3 / (len(CODES) - 1)
-            probabilities_cache[cls] = json.dumps([0.7 if c == cls else rest for c in CODES])
+        top = rng.randint(30, 99) / 100  # a spread of confidences, for the calibration bins
+        if (cls, top) not in probabilities_cache:
+            rest = (1 - top) / (len(CODES) - 1)
+            probabilities_cache[cls, top] = json.dumps(
+                [top if c == cls else rest for c in CODES]
+            )
         roll = rng.random()
         verdict = correct_class = comment = updated = None
         if roll < 0.45:
@@ -201,8 +204,8 @@ def synthetic_rows(
             f"HC-{rng.randint(1, 20_000):05d}" if rng.random() < 0.8 else None,
             rng.choice(["left", "right", "unknown"]),
             cls,
-            0.7,
-            probabilities_cache[cls],
+            top,
+            probabilities_cache[cls, top],
             codes_json,
             "0123456789ab",
             0,

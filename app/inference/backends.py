@@ -89,7 +89,7 @@ class OnnxBackend:
         threads: int,
     ) -> OnnxBackend:
         """Load the cached export for these weights, exporting (and checking) it if absent."""
-        path = cache_dir / "onnx" / f"{weights_sha256}-{input_size}-opset{OPSET}.onnx"
+        path = onnx_cache_path(cache_dir, weights_sha256, input_size)
         if path.is_file():
             try:
                 return cls(path, threads=threads)
@@ -120,6 +120,16 @@ class OnnxBackend:
         error = float(np.abs(np.asarray(ours) - reference).max())
         if error > EXPORT_TOLERANCE:
             raise ModelUnavailable(f"ONNX export differs from torch by {error:.2e} in logits")
+
+
+def onnx_cache_path(cache_dir: Path, weights_sha256: str, input_size: int) -> Path:
+    """Where the ONNX export of these weights is cached (shared with model validation)."""
+    return cache_dir / "onnx" / f"{weights_sha256}-{input_size}-opset{OPSET}.onnx"
+
+
+def export_onnx(network: EyeDiseaseClassifier, path: Path, input_size: int) -> None:
+    """Export the network to an ONNX file (batch axis dynamic); blocking."""
+    _export(network, path, input_size)
 
 
 def create_backend(

@@ -21,9 +21,15 @@ from app.inference.backends import Backend, create_backend
 from app.inference.batcher import MicroBatcher
 from app.inference.errors import ModelUnavailable
 from app.inference.manifest import ModelManifest
-from app.inference.weights import WeightsInfo, load_weights
+from app.inference.weights import LoadedWeights, WeightsInfo, load_weights
 
-__all__ = ["Classification", "Classifier", "ModelUnavailable", "build_classifier"]
+__all__ = [
+    "Classification",
+    "Classifier",
+    "ModelUnavailable",
+    "build_classifier",
+    "classifier_from",
+]
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +134,11 @@ async def build_classifier(settings: Settings) -> Classifier:
 
     Raises ModelUnavailable when the model cannot be served.
     """
-    loaded = await load_weights(settings)
+    return await classifier_from(settings, await load_weights(settings))
+
+
+async def classifier_from(settings: Settings, loaded: LoadedWeights) -> Classifier:
+    """Build the backend for loaded weights and warm up; blocking work runs in threads."""
     workers, threads = thread_plan(settings)
     backend = await asyncio.to_thread(
         create_backend,

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,7 @@ from app.db.base import utcnow
 from app.db.models import Prediction, User
 from app.errors import AppError, FileTooLarge, ServiceUnavailable
 from app.inference import Classifier, DecodedImage, ImageRejected, ModelUnavailable, decode_upload
+from app.inference.arrays import FloatArray
 from app.storage import ImageStore, new_image_key
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,10 @@ async def create_prediction(
     storage: ImageStore,
     classifier: Classifier,
     settings: Settings,
+    after_commit: Callable[[Prediction, FloatArray, bytes], None] | None = None,
 ) -> Prediction:
+    """`after_commit(row, model input, upload bytes)` runs once the row is stored (the
+    shadow evaluation hooks in there)."""
     if not upload.data:
         raise AppError(422, "INVALID_IMAGE", "The file is empty.")
     if len(upload.data) > settings.max_upload_bytes:
@@ -128,6 +133,8 @@ async def create_prediction(
         await session.rollback()
         await _discard_object(storage, key)
         raise
+    if after_commit is not None:
+        after_commit(row, decoded.array, upload.data)
     return row
 
 

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi import APIRouter, BackgroundTasks, File, Form, UploadFile, status
 
-from app.api.deps import BaseUrl, ClassifierDep, CurrentUser, SessionDep, SettingsDep, StorageDep
+from app.api.deps import (
+    BaseUrl,
+    ClassifierDep,
+    CurrentUser,
+    ModelHolderDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+)
 from app.api.errors import error_responses
 from app.schemas.prediction import Prediction
 from app.services.images import prediction_detail
@@ -36,6 +44,8 @@ async def create(
     storage: StorageDep,
     classifier: ClassifierDep,
     settings: SettingsDep,
+    models: ModelHolderDep,
+    tasks: BackgroundTasks,
     file: Annotated[UploadFile, File(description="The eye photograph (JPEG or PNG)")],
     patient_ref: Annotated[
         str | None,
@@ -57,6 +67,7 @@ async def create(
         storage=storage,
         classifier=classifier,
         settings=settings,
+        after_commit=models.shadow_hook(tasks, classifier),
     )
     return await prediction_detail(
         row, storage, settings, classifier.manifest, user.locale, base_url
