@@ -40,9 +40,15 @@ def app_of(client: httpx.AsyncClient) -> FastAPI:
 
 
 async def make_doctor(
-    app: FastAPI, *, email: str | None = None, name: str = "Dr. Test", locale: str = "es"
+    app: FastAPI,
+    *,
+    email: str | None = None,
+    name: str = "Dr. Test",
+    locale: str = "es",
+    role: str = "doctor",
 ) -> Doctor:
-    """A verified doctor and an Authorization header for them."""
+    """A verified doctor (or, with role="admin", an administrator) and an Authorization
+    header for them."""
     email = email or f"doctor{next(_counter)}@example.com"
     now = datetime.now(UTC)
     async with app.state.sessionmaker() as session:
@@ -51,7 +57,7 @@ async def make_doctor(
             name=name,
             password_hash="not-a-real-hash",  # never logs in with a password
             locale=locale,
-            role="doctor",
+            role=role,
             is_verified=True,
             created_at=now,
             updated_at=now,
@@ -90,6 +96,8 @@ async def add_prediction(
     data: bytes = b"",
     class_codes: list[str] | None = None,
     probabilities: list[float] | None = None,
+    probability: float = 0.7,
+    model_version: str = "0123456789ab",
     **extra: Any,
 ) -> Prediction:
     """One prediction row (no object in the store unless the caller puts one)."""
@@ -108,10 +116,10 @@ async def add_prediction(
         patient_ref=patient_ref,
         eye="left",
         predicted_class=predicted_class,
-        probability=0.7,
+        probability=probability,
         probabilities=probabilities or probabilities_for(predicted_class),
         class_codes=class_codes or CODES,
-        model_version="0123456789ab",
+        model_version=model_version,
         model_demo=True,
         backend="torch",
         inference_ms=12.5,

@@ -76,7 +76,7 @@ class ModelHolder:
         bootstrap: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._slot = _Slot(classifier)
-        self._bootstrap = bootstrap  # registers the start-up version; retried until done
+        self._bootstrap = bootstrap  # registers the start-up version in an empty registry
         self._shadow: _Slot | None = None
         self.shadow_rate = 0.0
         self._build = build
@@ -176,13 +176,13 @@ class ModelHolder:
 
     async def sync(self) -> None:
         """Follow the registry's state row once: active version, shadow version and rate."""
-        if self._bootstrap is not None:
-            await self._bootstrap()
-            self._bootstrap = None
-        pointer = await self._read_pointer()
-        if pointer is None:
-            return
-        async with self._switch:
+        async with self._switch:  # read under the lock: never act on a pre-swap reading
+            pointer = await self._read_pointer()
+            if pointer is None and self._bootstrap is not None:  # an empty registry
+                await self._bootstrap()
+                pointer = await self._read_pointer()
+            if pointer is None:
+                return
             if pointer.active_version != self.current.version:
                 self._install(await self._build(pointer.active_version, False))
             serving = self._shadow.classifier.version if self._shadow else None

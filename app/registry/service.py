@@ -274,13 +274,17 @@ class ShadowRecorder:
 async def open_holder(
     settings: Settings, storage: ImageStore, sessions: SessionFactory, started: Classifier
 ) -> ModelHolder:
-    """Register the start-up classifier (activating it in an empty registry), switch to the
-    registry's active version if it is another one, and start following the registry."""
+    """Register the start-up classifier and activate it when the registry is empty (first
+    start), switch to the registry's active version if it is another one, and start
+    following the registry. A database that cannot be reached yet only delays this: the
+    process serves the start-up classifier and the follower tries again."""
 
     async def register_started() -> None:
         now = utcnow()
         async with sessions() as session:
             repo = ModelRepository(session)
+            if await repo.pointer() is not None:
+                return
             if await repo.get(started.version) is None:
                 try:
                     await repo.add(
@@ -301,12 +305,11 @@ async def open_holder(
                     await session.commit()
                 except IntegrityError:  # another process registered it first
                     await session.rollback()
-            if await repo.pointer() is None:
-                try:
-                    await repo.initialize(started.version, now)
-                    await session.commit()
-                except IntegrityError:
-                    await session.rollback()
+            try:
+                await repo.initialize(started.version, now)
+                await session.commit()
+            except IntegrityError:  # another process initialized it first
+                await session.rollback()
 
     async def read_pointer() -> Pointer | None:
         async with sessions() as session:
