@@ -179,7 +179,7 @@ def upgrade() -> None:
         sa.Column("correct_class", sa.String(length=64), nullable=False),
         sa.Column("bin", sa.SmallInteger(), nullable=False),
         sa.Column("n", sa.Integer(), nullable=False),
-        sa.Column("sum_p", sa.Float(), nullable=False),
+        sa.Column("sum_p", sa.Double(), nullable=False),  # FLOAT is single precision on MySQL
         sa.PrimaryKeyConstraint(
             "model_version",
             "day",

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
+    Double,
     Float,
     ForeignKey,
     Index,
@@ -223,4 +224,4 @@ class ModelMetricsDaily(Base):
     correct_class: Mapped[str] = mapped_column(String(64), primary_key=True)
     bin: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     n: Mapped[int] = mapped_column(Integer)
-    sum_p: Mapped[float] = mapped_column(Float)
+    sum_p: Mapped[float] = mapped_column(Double)
