@@ -213,8 +213,6 @@ def downgrade() -> None:
     for event in ("insert", "update", "delete"):
         op.execute(f"DROP TRIGGER IF EXISTS trg_predictions_rollup_{event}")
     op.drop_table(ROLLUP)
-    op.drop_index("ix_shadow_predictions_prediction", table_name="shadow_predictions")
-    op.drop_index("ux_shadow_predictions_version_prediction", table_name="shadow_predictions")
-    op.drop_table("shadow_predictions")
+    op.drop_table("shadow_predictions")  # its indexes go with it
     op.drop_table("model_registry")
     op.drop_table("model_versions")
