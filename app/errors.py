@@ -2,13 +2,29 @@
 
 They live below the API layer so that services never import from app.api; the HTTP
 handlers that turn them into `{"detail", "code"}` bodies are in app/api/errors.py.
+
+Each error a client can tell apart is one `KnownError` subclass with three class
+attributes: `status_code`, `code` (UPPER_SNAKE) and `message` (the usual detail, also the
+example in the schema). Routes declare the classes they can raise with
+`app.api.errors.error_responses(...)`, which turns them into the schema's per-operation
+code enums; tests/test_error_codes.py checks that every code a route answers is declared.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AppError(Exception):
-    """An error the client should see, with a stable code."""
+    """An error the client should see, with a stable code.
+
+    Raise a `KnownError` subclass where one exists: only those can be declared on a
+    route. The plain constructor stays for codes passed through from lower layers
+    (e.g. the image decoder's rejections)."""
+
+    status_code: int = 500
+    code: str = "INTERNAL_ERROR"
+    message: str = "Internal server error"
 
     def __init__(
         self,
@@ -24,84 +40,211 @@ class AppError(Exception):
         self.headers = headers
 
 
-class NotFound(AppError):
-    def __init__(self, detail: str = "Not found") -> None:
-        super().__init__(404, "NOT_FOUND", detail)
+class KnownError(AppError):
+    """An error with a fixed status and code (class attributes): the unit of the
+    `error_responses(...)` table."""
+
+    status_code = 500
+    code = "INTERNAL_ERROR"
+    message = "Internal server error"
+
+    def __init__(self, detail: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(self.status_code, self.code, detail or self.message, headers)
+
+    @classmethod
+    def example_detail(cls) -> Any:
+        """The `detail` of this error's example in the schema."""
+        return cls.message
 
 
-class NotAuthenticated(AppError):
-    def __init__(self, detail: str = "Not authenticated") -> None:
-        super().__init__(401, "NOT_AUTHENTICATED", detail, {"WWW-Authenticate": "Bearer"})
+# --------------------------------------------------------------------------- 400
 
 
-class Forbidden(AppError):
-    def __init__(self, detail: str = "Not allowed") -> None:
-        super().__init__(403, "FORBIDDEN", detail)
+class InvalidCode(KnownError):
+    status_code = 400
+    code = "INVALID_CODE"
+    message = "The code is wrong, expired or already used"
+
+
+class WrongCurrentPassword(KnownError):
+    status_code = 400
+    code = "INVALID_CREDENTIALS"
+    message = "The current password is incorrect"
+
+
+# --------------------------------------------------------------------------- 401
+
+
+class NotAuthenticated(KnownError):
+    status_code = 401
+    code = "NOT_AUTHENTICATED"
+    message = "Not authenticated"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, {"WWW-Authenticate": "Bearer"})
+
+
+class InvalidCredentials(KnownError):
+    status_code = 401
+    code = "INVALID_CREDENTIALS"
+    message = "Incorrect email or password"
+
+
+class InvalidRefreshToken(KnownError):
+    status_code = 401
+    code = "INVALID_TOKEN"
+    message = "The refresh token is invalid, expired or spent"
+
+
+# --------------------------------------------------------------------------- 403
+
+
+class Forbidden(KnownError):
+    status_code = 403
+    code = "FORBIDDEN"
+    message = "Not allowed"
+
+
+class EmailNotVerified(KnownError):
+    status_code = 403
+    code = "EMAIL_NOT_VERIFIED"
+    message = "Verify the email address first (see /auth/verify)"
+
+
+# --------------------------------------------------------------------------- 404, 409
+
+
+class NotFound(KnownError):
+    status_code = 404
+    code = "NOT_FOUND"
+    message = "Not found"
+
+
+class EmailTaken(KnownError):
+    status_code = 409
+    code = "EMAIL_TAKEN"
+    message = "An account with this email already exists"
+
+
+# --------------------------------------------------------------------------- 413, 415
 
 
 def too_large_message(limit_mb: int) -> str:
     return f"The file is larger than the {limit_mb} MB limit."
 
 
-class FileTooLarge(AppError):
+class FileTooLarge(KnownError):
+    status_code = 413
+    code = "FILE_TOO_LARGE"
+    message = too_large_message(15)
+
     def __init__(self, limit_mb: int) -> None:
-        super().__init__(413, "FILE_TOO_LARGE", too_large_message(limit_mb))
+        super().__init__(too_large_message(limit_mb))
 
 
-class RateLimited(AppError):
+class UnsupportedMediaType(KnownError):
+    status_code = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    message = "Only JPEG and PNG images are accepted."
+
+
+# --------------------------------------------------------------------------- 422
+
+
+class ValidationFailed(KnownError):
+    """422 VALIDATION_ERROR: the request does not validate (FastAPI's validation errors
+    are answered with this code too, with the list of problems as detail)."""
+
+    status_code = 422
+    code = "VALIDATION_ERROR"
+    message = "The request does not validate"
+
+    @classmethod
+    def example_detail(cls) -> Any:
+        return [{"type": "missing", "loc": ["body", "email"], "msg": "Field required"}]
+
+
+class InvalidImage(KnownError):
+    status_code = 422
+    code = "INVALID_IMAGE"
+    message = "The file is not a readable image."
+
+
+class InvalidCorrectClass(KnownError):
+    status_code = 422
+    code = "INVALID_CORRECT_CLASS"
+    message = "correct_class is not a class of the model, or equals the predicted class"
+
+
+# --------------------------------------------------------------------------- 429, 503
+
+
+class RateLimited(KnownError):
+    status_code = 429
+    code = "RATE_LIMITED"
+    message = "Too many requests; try again later"
+
     def __init__(self, retry_after_seconds: int) -> None:
-        super().__init__(
-            429,
-            "RATE_LIMITED",
-            "Too many requests; try again later",
-            {"Retry-After": str(max(1, retry_after_seconds))},
-        )
+        super().__init__(None, {"Retry-After": str(max(1, retry_after_seconds))})
 
 
 class ServiceUnavailable(AppError):
+    """503 with a code of the caller's choosing; prefer the declared subclasses below."""
+
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(503, code, detail)
 
 
-class InvalidCredentials(AppError):
-    def __init__(self) -> None:
-        super().__init__(401, "INVALID_CREDENTIALS", "Incorrect email or password")
+class ModelUnavailableError(KnownError):
+    status_code = 503
+    code = "MODEL_UNAVAILABLE"
+    message = "The model is unavailable; try again"
 
 
-class WrongCurrentPassword(AppError):
-    def __init__(self) -> None:
-        super().__init__(400, "INVALID_CREDENTIALS", "The current password is incorrect")
+class StorageUnavailableError(KnownError):
+    """What app.storage.StorageUnavailable becomes at the HTTP edge."""
+
+    status_code = 503
+    code = "STORAGE_UNAVAILABLE"
+    message = "The image store is unavailable; try again"
 
 
-class EmailNotVerified(AppError):
-    def __init__(self) -> None:
-        super().__init__(
-            403, "EMAIL_NOT_VERIFIED", "Verify the email address first (see /auth/verify)"
-        )
+# --------------------------------------------------------------------------- model registry
 
 
-class EmailTaken(AppError):
-    def __init__(self) -> None:
-        super().__init__(409, "EMAIL_TAKEN", "An account with this email already exists")
-
-
-class InvalidCode(AppError):
-    def __init__(self) -> None:
-        super().__init__(400, "INVALID_CODE", "The code is wrong, expired or already used")
-
-
-class InvalidRefreshToken(AppError):
-    def __init__(self) -> None:
-        super().__init__(401, "INVALID_TOKEN", "The refresh token is invalid, expired or spent")
-
-
-class InvalidModel(AppError):
+class InvalidModel(KnownError):
     """Weights or manifest that the model registry refuses; the detail says why."""
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(422, "INVALID_MODEL", detail)
+    status_code = 422
+    code = "INVALID_MODEL"
+    message = "strict load failed: the weights are not a state dict for EyeDiseaseClassifier"
 
 
-class Conflict(AppError):
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(409, code, detail)
+class ModelExists(KnownError):
+    status_code = 409
+    code = "MODEL_EXISTS"
+    message = "This version is registered already"
+
+
+class ModelRetired(KnownError):
+    status_code = 409
+    code = "MODEL_RETIRED"
+    message = "A retired version cannot be activated"
+
+
+class ModelActive(KnownError):
+    status_code = 409
+    code = "MODEL_ACTIVE"
+    message = "The active version cannot be retired"
+
+
+class ModelNotStaged(KnownError):
+    status_code = 409
+    code = "MODEL_NOT_STAGED"
+    message = "Only a staged version can run in shadow"
+
+
+class RegistryBusy(KnownError):
+    status_code = 409
+    code = "REGISTRY_BUSY"
+    message = "The registry changed meanwhile; try again"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -18,6 +17,7 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from app.api.errors import install_error_handlers
+from app.api.openapi import customise_openapi
 from app.api.routes import admin_models, auth, health, history, home, predict
 from app.api.upload_limit import UploadLimitMiddleware
 from app.config import Settings
@@ -111,19 +111,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(history.router, prefix=prefix)
     app.include_router(home.router, prefix=prefix)
     app.include_router(admin_models.router, prefix=prefix)
-    _point_token_url_at(app, f"{prefix}/auth/login")
+    customise_openapi(app, token_url=f"{prefix}/auth/login")
     return app
-
-
-def _point_token_url_at(app: FastAPI, token_url: str) -> None:
-    """The OAuth2 scheme is declared at import time; the schema must follow API_PREFIX."""
-    build_schema = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        schema = build_schema()  # FastAPI builds it once and keeps it; patching is idempotent
-        for scheme in schema.get("components", {}).get("securitySchemes", {}).values():
-            if "password" in scheme.get("flows", {}):
-                scheme["flows"]["password"]["tokenUrl"] = token_url
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

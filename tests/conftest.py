@@ -7,6 +7,8 @@
 - `client`: httpx.AsyncClient over ASGITransport with the app's lifespan running; the
   app is built once per run. `make_client(**overrides)` builds one with other settings.
 - Every test starts with empty tables (truncation after each test).
+- Every error response a test client receives is recorded (tests/error_codes.py) and
+  checked against the schema by tests/test_error_codes.py, which runs last.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from alembic import command
 from app.config import Settings
 from app.db.base import Base
 from app.main import create_app
+from tests.error_codes import ErrorRecorder
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
@@ -239,6 +242,14 @@ def mailbox(smtp_server: Mailbox) -> Iterator[Mailbox]:
 # --------------------------------------------------------------------------- app + client
 
 
+LAST = "tests/test_error_codes.py::test_every_error_answered_is_declared"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The check of every recorded error response runs after all the requests."""
+    items.sort(key=lambda item: item.nodeid == LAST)
+
+
 @pytest.fixture(scope="session")
 def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("model-cache")
@@ -293,7 +304,7 @@ def make_client(base_settings: dict[str, Any]) -> ClientFactory:
         app = create_app(settings)
         async with LifespanManager(app, startup_timeout=120) as manager:
             transport = httpx.ASGITransport(
-                app=manager.app, raise_app_exceptions=raise_app_exceptions
+                app=ErrorRecorder(manager.app, app), raise_app_exceptions=raise_app_exceptions
             )
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://testserver"

@@ -17,9 +17,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.deps import AdminUser, CurrentUser
+from app.api.errors import error_responses
 from app.cli import main as cli_main
 from app.db.base import utcnow
 from app.db.models import RefreshToken, User
+from app.errors import Forbidden, NotAuthenticated
 from tests.conftest import TEST_JWT_SECRET, ClientFactory, Mailbox, in_own_thread
 from tests.test_auth_support import (
     AUTH,
@@ -197,11 +199,11 @@ async def test_create_admin_cli_and_admin_dependency(
     async with make_client() as client:
         router = APIRouter()
 
-        @router.get("/admin-only")
+        @router.get("/admin-only", responses=error_responses(NotAuthenticated, Forbidden))
         async def admin_only(user: AdminUser) -> dict[str, str]:
             return {"email": user.email}
 
-        @router.get("/anyone")
+        @router.get("/anyone", responses=error_responses(NotAuthenticated))
         async def anyone(user: CurrentUser) -> dict[str, str]:
             return {"role": user.role}
 

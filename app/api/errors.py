@@ -1,51 +1,107 @@
-"""One error shape for every failure: {"detail": ..., "code": "UPPER_SNAKE"}.
+"""One error shape for every failure: {"detail": ..., "code": "UPPER_SNAKE"}, typed per
+operation in the schema.
 
 Routes raise `AppError` (or a subclass); handlers below also reshape FastAPI's own
 HTTPException and validation errors, and hide unexpected exceptions behind
 500 INTERNAL_ERROR (logged with the request id, never echoed to the client).
+
+Declaring a route's errors (the one table the schema's error codes come from)
+----------------------------------------------------------------------------
+List the `KnownError` classes (app/errors.py) the route can answer:
+
+    @router.post("/login", responses=error_responses(
+        InvalidCredentials, EmailNotVerified, RateLimited, ValidationFailed))
+
+Classes are grouped by their status; each documented status gets a body schema whose
+`code` is an enum of exactly those classes' codes (one shared component per set of
+codes, e.g. `ErrorInvalidImageOrValidationError`), so a generated client can switch on
+`error.code` with type checking. A new code is a new `KnownError` subclass in
+app/errors.py (status_code, code, message), raised by the service and listed here.
+
+A bare status is shorthand for the generic error of that status, the code the framework
+itself answers with: 401 = NotAuthenticated, 403 = Forbidden, 404 = NotFound,
+413 = FileTooLarge, 422 = ValidationFailed, 429 = RateLimited. Any other status must be
+named by its classes (several codes share 400, 409, 415, 503). tests/test_error_codes.py
+records every error response of the test suite and fails when a route answers a
+(status, code) its schema does not list; e2e's schemathesis run checks the same on the
+live server (response_schema_conformance).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import AppError
+from app.errors import (
+    AppError,
+    FileTooLarge,
+    Forbidden,
+    KnownError,
+    NotAuthenticated,
+    NotFound,
+    RateLimited,
+    StorageUnavailableError,
+    ValidationFailed,
+)
 from app.observability import request_id_var
 from app.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
+DETAIL_DESCRIPTION = "Human-readable message, or the list of validation problems for 422."
 
-class ErrorBody(BaseModel):
-    """Body of every error response."""
 
-    detail: str | list[dict[str, Any]] = Field(
-        description="Human-readable message, or the list of validation problems for 422."
-    )
-    code: str = Field(description="Stable machine code.", examples=["NOT_FOUND"])
+class ValidationProblem(BaseModel):
+    """One problem of a 422 VALIDATION_ERROR body."""
+
+    type: str = Field(description="The kind of problem, e.g. missing, string_too_short")
+    loc: list[str | int] = Field(description="Where: body, query, path or header, then the field")
+    msg: str = Field(description="Human-readable message")
 
 
 _HTTP_CODES = {
     400: "BAD_REQUEST",
-    401: "NOT_AUTHENTICATED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
+    401: NotAuthenticated.code,
+    403: Forbidden.code,
+    404: NotFound.code,
     405: "METHOD_NOT_ALLOWED",
     406: "NOT_ACCEPTABLE",
     409: "CONFLICT",
-    413: "FILE_TOO_LARGE",
+    413: FileTooLarge.code,
     415: "UNSUPPORTED_MEDIA_TYPE",
-    422: "VALIDATION_ERROR",
-    429: "RATE_LIMITED",
+    422: ValidationFailed.code,
+    429: RateLimited.code,
     503: "SERVICE_UNAVAILABLE",
+}
+
+# A bare status in error_responses(...) means the generic error of that status.
+SHORTHAND: dict[int, type[KnownError]] = {
+    cls.status_code: cls
+    for cls in (NotAuthenticated, Forbidden, NotFound, FileTooLarge, ValidationFailed, RateLimited)
+}
+
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "Bearer (with NOT_AUTHENTICATED)",
+            "schema": {"type": "string"},
+        }
+    },
+    429: {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again",
+            "schema": {"type": "integer"},
+        }
+    },
 }
 
 
@@ -59,57 +115,64 @@ def error_response(
     )
 
 
-# What each status means here, and a typical body (the route's description names its codes).
-_ERROR_DOCS: dict[int, tuple[str, Any, str]] = {
-    400: (
-        "The request was understood but refused",
-        "The code is wrong, expired or already used",
-        "INVALID_CODE",
-    ),
-    401: (
-        "Missing, expired or invalid bearer token (or credentials)",
-        "Not authenticated",
-        "NOT_AUTHENTICATED",
-    ),
-    403: ("Not allowed", "Verify the email address first", "EMAIL_NOT_VERIFIED"),
-    404: ("Not found (also another user's resource)", "Not found", "NOT_FOUND"),
-    409: (
-        "Conflict with the current state",
-        "A verified account with this email exists",
-        "EMAIL_TAKEN",
-    ),
-    413: ("The upload is too large", "The file is larger than 15 MB", "FILE_TOO_LARGE"),
-    415: ("Not a JPEG or PNG", "Only JPEG and PNG images are accepted", "UNSUPPORTED_MEDIA_TYPE"),
-    422: (
-        "The request does not validate",
-        [{"type": "missing", "loc": ["body", "email"], "msg": "Field required"}],
-        "VALIDATION_ERROR",
-    ),
-    429: (
-        "Too many requests; see Retry-After",
-        "Too many requests; try again later",
-        "RATE_LIMITED",
-    ),
-    503: (
-        "A dependency is unavailable; try again",
-        "The image store is unavailable; try again",
-        "STORAGE_UNAVAILABLE",
-    ),
-}
+def _pascal(code: str) -> str:
+    return "".join(part.capitalize() for part in code.split("_"))
 
 
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` entries so the generated client knows each route's error shape."""
+@functools.cache
+def error_model(codes: tuple[str, ...]) -> type[BaseModel]:
+    """The body schema of a response that answers exactly `codes` (sorted, unique): one
+    model per set, so operations that share a set share the component."""
+    code_type: Any = Literal[codes]  # runtime Literal of the given values
+    schema = {"type": "string", "enum": list(codes), "description": "Stable machine code."}
+    return create_model(
+        "Error" + "Or".join(_pascal(code) for code in codes),
+        __doc__=f"Error body whose code is {' or '.join(codes)}.",
+        detail=(str | list[ValidationProblem], Field(description=DETAIL_DESCRIPTION)),
+        code=(Annotated[code_type, WithJsonSchema(schema)], ...),
+    )
+
+
+def _error_class(error: type[KnownError] | int) -> type[KnownError]:
+    if isinstance(error, int):
+        if error not in SHORTHAND:
+            raise TypeError(
+                f"error_responses({error}): status {error} has several codes; name the "
+                "KnownError classes the route raises (app/errors.py)"
+            )
+        return SHORTHAND[error]
+    if not (isinstance(error, type) and issubclass(error, KnownError)) or error is KnownError:
+        raise TypeError(f"error_responses: {error!r} is not a KnownError subclass")
+    return error
+
+
+def error_responses(*errors: type[KnownError] | int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries: per status, the codes of the given error classes as an enum
+    (see the module docstring)."""
+    by_status: dict[int, dict[str, type[KnownError]]] = {}
+    for error in errors:
+        cls = _error_class(error)
+        by_status.setdefault(cls.status_code, {})[cls.code] = cls
     responses: dict[int | str, dict[str, Any]] = {}
-    for code in codes:
-        entry: dict[str, Any] = {"model": ErrorBody}
-        if code in _ERROR_DOCS:
-            description, detail, machine_code = _ERROR_DOCS[code]
-            entry["description"] = description
-            entry["content"] = {
-                "application/json": {"example": {"detail": detail, "code": machine_code}}
+    for status in sorted(by_status):
+        classes = by_status[status]
+        codes = tuple(sorted(classes))
+        examples = {
+            code: {
+                "summary": classes[code].message,
+                "value": {"detail": classes[code].example_detail(), "code": code},
             }
-        responses[code] = entry
+            for code in codes
+        }
+        entry: dict[str, Any] = {
+            "model": error_model(codes),
+            "description": f"{HTTPStatus(status).phrase}: "
+            + "; ".join(f"{code} ({classes[code].message})" for code in codes),
+            "content": {"application/json": {"examples": examples}},
+        }
+        if status in _HEADERS:
+            entry["headers"] = _HEADERS[status]
+        responses[status] = entry
     return responses
 
 
@@ -127,7 +190,7 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
         # 422 VALIDATION_ERROR, which every route with a body declares.
         detail = exc.detail if isinstance(exc.detail, str) else "The body could not be parsed"
         problem = {"type": "body_unparsable", "loc": ["body"], "msg": detail}
-        return error_response(422, "VALIDATION_ERROR", [problem])
+        return error_response(422, ValidationFailed.code, [problem])
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
     return error_response(exc.status_code, code, detail, getattr(exc, "headers", None))
@@ -140,7 +203,7 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         # Drop the offending input and the pydantic context: it may hold a password or
         # megabytes of upload, and exception objects are not JSON.
         errors.append({k: v for k, v in err.items() if k in ("type", "loc", "msg")})
-    return error_response(422, "VALIDATION_ERROR", errors)
+    return error_response(422, ValidationFailed.code, errors)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -161,7 +224,8 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _storage_unavailable(_: Request, exc: Exception) -> JSONResponse:
     log.warning("image store unavailable", exc_info=exc)
-    return error_response(503, "STORAGE_UNAVAILABLE", "The image store is unavailable; try again")
+    error = StorageUnavailableError()
+    return error_response(error.status_code, error.code, error.detail)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -15,7 +15,17 @@ from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import ModelVersion, ShadowPrediction, User
 from app.db.session import SessionFactory
-from app.errors import Conflict, FileTooLarge, InvalidModel, NotFound, ServiceUnavailable
+from app.errors import (
+    FileTooLarge,
+    InvalidModel,
+    ModelActive,
+    ModelExists,
+    ModelNotStaged,
+    ModelRetired,
+    ModelUnavailableError,
+    NotFound,
+    RegistryBusy,
+)
 from app.inference import Classifier, ModelManifest, ModelUnavailable
 from app.inference.classifier import classifier_from
 from app.inference.manifest import DEFAULT_MANIFEST
@@ -27,7 +37,7 @@ from app.repositories.models import ModelRepository, Pointer
 from app.schemas.admin_models import MetricsQuery
 from app.schemas.history import zone
 from app.services.history import resolve_date_bounds
-from app.storage import ImageStore, model_key
+from app.storage import ImageNotFound, ImageStore, StorageUnavailable, model_key
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +98,7 @@ class RegistryService:
         )
         version = validated.version
         if await self.repo.get(version) is not None:
-            raise Conflict("MODEL_EXISTS", f"Version {version} is registered already")
+            raise ModelExists(f"Version {version} is registered already")
         weights_key = model_key(version, "pth")
         manifest_json = manifest.model_dump(mode="json")
         await self.storage.put(weights_key, data, "application/octet-stream")
@@ -113,7 +123,7 @@ class RegistryService:
             await self.session.commit()
         except IntegrityError as exc:  # registered concurrently: same bytes, same objects
             await self.session.rollback()
-            raise Conflict("MODEL_EXISTS", f"Version {version} is registered already") from exc
+            raise ModelExists(f"Version {version} is registered already") from exc
         log.info(
             "model %s registered from %s by user %s (parity %.2e)",
             version,
@@ -128,13 +138,13 @@ class RegistryService:
     async def _pointer(self) -> Pointer:
         pointer = await self.repo.pointer()
         if pointer is None:  # pragma: no cover - the lifespan initializes the registry
-            raise ServiceUnavailable("MODEL_UNAVAILABLE", "The model registry is not initialized")
+            raise ModelUnavailableError("The model registry is not initialized")
         return pointer
 
     async def activate(self, version: str) -> ModelVersion:
         row = await self.read(version)
         if row.status == "retired":
-            raise Conflict("MODEL_RETIRED", "A retired version cannot be activated")
+            raise ModelRetired()
         await self.session.commit()  # no snapshot held while the new classifier builds
 
         async def commit() -> None:
@@ -147,10 +157,10 @@ class RegistryService:
 
         try:
             await self.holder.activate(version, commit)
-        except ModelUnavailable as exc:
+        except (ModelUnavailable, StorageUnavailable, ImageNotFound) as exc:
             log.error("activation of %s failed", version, exc_info=exc)
-            raise ServiceUnavailable(
-                "MODEL_UNAVAILABLE", f"Version {version} could not be loaded; nothing changed"
+            raise ModelUnavailableError(
+                f"Version {version} could not be loaded; nothing changed"
             ) from exc
         self.holder.refresh()
         return await self._reread(version)
@@ -158,7 +168,7 @@ class RegistryService:
     async def retire(self, version: str) -> ModelVersion:
         row = await self.read(version)
         if row.status == "active":
-            raise Conflict("MODEL_ACTIVE", "The active version cannot be retired")
+            raise ModelActive()
         if row.status != "retired":
             if not await self.repo.retire(version, await self._pointer(), utcnow()):
                 await self.session.rollback()
@@ -170,9 +180,8 @@ class RegistryService:
     async def set_shadow(self, version: str, rate: float) -> ModelVersion:
         row = await self.read(version)
         if row.status != "staged":
-            raise Conflict(
-                "MODEL_NOT_STAGED",
-                f"Only a staged version can run in shadow (this one is {row.status})",
+            raise ModelNotStaged(
+                f"Only a staged version can run in shadow (this one is {row.status})"
             )
         if not await self.repo.set_shadow(version, rate, await self._pointer(), utcnow()):
             await self.session.rollback()
@@ -201,8 +210,8 @@ class RegistryService:
         return row, result, shadow, start, end
 
 
-def _busy() -> Conflict:
-    return Conflict("REGISTRY_BUSY", "The registry changed meanwhile; try again")
+def _busy() -> RegistryBusy:
+    return RegistryBusy()
 
 
 def _parse_manifest(raw: bytes) -> ModelManifest:

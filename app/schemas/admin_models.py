@@ -71,6 +71,8 @@ class MetricsQuery(BaseModel):
 
 
 class ClassMetrics(BaseModel):
+    """Precision, recall and support of one class."""
+
     precision: float | None = Field(
         description="Confirmed among those predicted as this class (null: none predicted)"
     )
@@ -80,7 +82,9 @@ class ClassMetrics(BaseModel):
     support: int = Field(description="Predictions whose confirmed class is this one")
 
 
-class ConfusionCell(BaseModel):
+class ModelConfusionCell(BaseModel):
+    """How many predictions of `predicted` the doctors confirmed as `confirmed`."""
+
     predicted: str
     confirmed: str | None = Field(
         description="The class the doctor confirmed; null for 'incorrect' without a class"
@@ -100,6 +104,8 @@ class ShadowMetrics(BaseModel):
 
 
 class MetricsRange(BaseModel):
+    """The range measured, as UTC instants (null: unbounded)."""
+
     start: datetime | None
     end: datetime | None = Field(description="Exclusive")
 
@@ -117,7 +123,7 @@ class ModelMetrics(BaseModel):
         min_length=2, max_length=2, description="95% Wilson score interval [low, high]"
     )
     per_class: dict[str, ClassMetrics]
-    confusion: list[ConfusionCell]
+    confusion: list[ModelConfusionCell]
     ece: float | None = Field(
         description="Expected calibration error of the top probability over 10 bins"
     )

@@ -19,7 +19,7 @@ from app.config import Settings
 from app.db.models import Prediction as PredictionRow
 from app.db.models import User
 from app.db.session import SessionFactory
-from app.errors import AppError, NotFound
+from app.errors import InvalidCorrectClass, NotFound, ValidationFailed
 from app.inference.manifest import ModelManifest
 from app.repositories.predictions import HistoryFilters, PredictionRepository
 from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage, zone
@@ -61,7 +61,7 @@ def resolve_date_bounds(
     elif date_to is not None:
         end = local_midnight(date_to + timedelta(days=1), tz)
     if start is not None and end is not None and start >= end:
-        raise AppError(422, "VALIDATION_ERROR", "date_from is after date_to")
+        raise ValidationFailed("date_from is after date_to")
     return start, end
 
 
@@ -242,16 +242,12 @@ class HistoryService:
         if correct_class is not None:
             known = set(self.manifest.codes) | {str(code) for code in row.class_codes}
             if correct_class not in known:
-                raise AppError(
-                    422,
-                    "INVALID_CORRECT_CLASS",
+                raise InvalidCorrectClass(
                     f"correct_class {correct_class!r} is not a class of the model "
                     f"({', '.join(sorted(known))})",
                 )
             if correct_class == row.predicted_class:
-                raise AppError(
-                    422,
-                    "INVALID_CORRECT_CLASS",
+                raise InvalidCorrectClass(
                     "correct_class must differ from the predicted class; "
                     "send verdict 'correct' instead",
                 )

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import Prediction, User
-from app.errors import AppError, FileTooLarge, ServiceUnavailable
+from app.errors import AppError, FileTooLarge, InvalidImage, ModelUnavailableError
 from app.inference import Classifier, DecodedImage, ImageRejected, ModelUnavailable, decode_upload
 from app.inference.arrays import FloatArray
 from app.storage import ImageStore, new_image_key
@@ -78,7 +78,7 @@ async def create_prediction(
     """`after_commit(row, model input, upload bytes)` runs once the row is stored (the
     shadow evaluation hooks in there)."""
     if not upload.data:
-        raise AppError(422, "INVALID_IMAGE", "The file is empty.")
+        raise InvalidImage("The file is empty.")
     if len(upload.data) > settings.max_upload_bytes:
         raise FileTooLarge(settings.max_upload_mb)
     # End the auth lookup's read transaction so no pooled connection is held while the
@@ -95,8 +95,7 @@ async def create_prediction(
         result = await classifier.classify(decoded.array)
     except ModelUnavailable as exc:
         log.error("inference failed", exc_info=exc)
-        detail = "The model is unavailable; try again"
-        raise ServiceUnavailable("MODEL_UNAVAILABLE", detail) from exc
+        raise ModelUnavailableError() from exc
 
     now = utcnow()
     key = new_image_key(decoded.extension, now)

@@ -12,13 +12,28 @@ from starlette.datastructures import UploadFile
 
 from app.api.deps import AdminUser, ModelHolderDep, SessionDep, SettingsDep, StorageDep
 from app.api.errors import error_responses
-from app.errors import AppError
+from app.errors import (
+    FileTooLarge,
+    Forbidden,
+    InvalidModel,
+    ModelActive,
+    ModelExists,
+    ModelNotStaged,
+    ModelRetired,
+    ModelUnavailableError,
+    NotAuthenticated,
+    NotFound,
+    RegistryBusy,
+    StorageUnavailableError,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from app.registry.service import RegistryService
 from app.schemas.admin_models import (
     ClassMetrics,
-    ConfusionCell,
     MetricsQuery,
     MetricsRange,
+    ModelConfusionCell,
     ModelMetrics,
     ModelVersion,
     RegisterFromS3,
@@ -40,6 +55,7 @@ async def get_registry_service(
 
 
 RegistryDep = Annotated[RegistryService, Depends(get_registry_service)]
+_ADMIN = (NotAuthenticated, Forbidden)
 
 _REGISTER_BODY: dict[str, Any] = {
     "required": True,
@@ -77,7 +93,15 @@ def _missing(field: str) -> RequestValidationError:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ModelVersion,
-    responses=error_responses(401, 403, 409, 413, 415, 422),
+    responses=error_responses(
+        *_ADMIN,
+        ModelExists,
+        FileTooLarge,
+        UnsupportedMediaType,
+        InvalidModel,
+        ValidationFailed,
+        StorageUnavailableError,
+    ),
     openapi_extra={"requestBody": _REGISTER_BODY},
     summary="Register model weights (validated)",
     description=(
@@ -116,10 +140,8 @@ async def register_model(
             raise RequestValidationError(exc.errors()) from None
         row = await service.register_s3(body.source, admin)
     else:
-        raise AppError(
-            415,
-            "UNSUPPORTED_MEDIA_TYPE",
-            "Send multipart/form-data (weights, manifest) or application/json ({source})",
+        raise UnsupportedMediaType(
+            "Send multipart/form-data (weights, manifest) or application/json ({source})"
         )
     return ModelVersion.model_validate(row, from_attributes=True)
 
@@ -127,7 +149,7 @@ async def register_model(
 @router.get(
     "",
     response_model=list[ModelVersion],
-    responses=error_responses(401, 403),
+    responses=error_responses(*_ADMIN),
     summary="List model versions (newest first)",
 )
 async def list_models(_: AdminUser, service: RegistryDep) -> list[ModelVersion]:
@@ -137,7 +159,7 @@ async def list_models(_: AdminUser, service: RegistryDep) -> list[ModelVersion]:
 @router.get(
     "/{version}",
     response_model=ModelVersion,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(*_ADMIN, NotFound, ValidationFailed),
     summary="Read a model version",
 )
 async def read_model(version: Version, _: AdminUser, service: RegistryDep) -> ModelVersion:
@@ -147,7 +169,14 @@ async def read_model(version: Version, _: AdminUser, service: RegistryDep) -> Mo
 @router.post(
     "/{version}/activate",
     response_model=ModelVersion,
-    responses=error_responses(401, 403, 404, 409, 422, 503),
+    responses=error_responses(
+        *_ADMIN,
+        NotFound,
+        ModelRetired,
+        RegistryBusy,
+        ValidationFailed,
+        ModelUnavailableError,
+    ),
     summary="Make a version the one every process serves (also the rollback)",
     description=(
         "This process builds and warms the version's classifier while the old one keeps "
@@ -165,7 +194,7 @@ async def activate_model(version: Version, _: AdminUser, service: RegistryDep) -
 @router.post(
     "/{version}/retire",
     response_model=ModelVersion,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(*_ADMIN, NotFound, ModelActive, RegistryBusy, ValidationFailed),
     summary="Retire a version (not the active one)",
     description="Errors: 409 MODEL_ACTIVE (activate another version first), 409 REGISTRY_BUSY.",
 )
@@ -176,7 +205,7 @@ async def retire_model(version: Version, _: AdminUser, service: RegistryDep) -> 
 @router.put(
     "/{version}/shadow",
     response_model=ModelVersion,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(*_ADMIN, NotFound, ModelNotStaged, RegistryBusy, ValidationFailed),
     summary="Run a staged version in shadow at a sampling rate",
     description=(
         "A share `rate` of live uploads is also classified by this version after the "
@@ -195,7 +224,7 @@ async def shadow_model(
 @router.get(
     "/{version}/metrics",
     response_model=ModelMetrics,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(*_ADMIN, NotFound, ValidationFailed),
     summary="Accuracy of a version from the doctors' feedback",
     description=(
         "Over the version's predictions created in the range: counts, accuracy with a 95% "
@@ -224,7 +253,9 @@ async def model_metrics(
             code: ClassMetrics(precision=c.precision, recall=c.recall, support=c.support)
             for code, c in m.per_class.items()
         },
-        confusion=[ConfusionCell(predicted=p, confirmed=c, count=n) for p, c, n in m.confusion],
+        confusion=[
+            ModelConfusionCell(predicted=p, confirmed=c, count=n) for p, c, n in m.confusion
+        ],
         ece=m.ece,
         shadow=(
             ShadowMetrics(

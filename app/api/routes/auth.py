@@ -10,6 +10,17 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from app.api.deps import AuthContextDep, AuthServiceDep, CurrentUser
 from app.api.errors import error_responses
+from app.errors import (
+    EmailNotVerified,
+    EmailTaken,
+    InvalidCode,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    NotAuthenticated,
+    RateLimited,
+    ValidationFailed,
+    WrongCurrentPassword,
+)
 from app.schemas.auth import (
     Accepted,
     ChangePasswordRequest,
@@ -43,7 +54,7 @@ def _pair(tokens: IssuedTokens) -> TokenPair:
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses=error_responses(409, 422, 429),
+    responses=error_responses(EmailTaken, ValidationFailed, RateLimited),
     summary="Create an account; a 6-digit code is emailed",
     description="Registering again an email that is still unverified replaces the pending "
     "registration (name, password, locale) and sends a new code. A verified account gives "
@@ -59,7 +70,7 @@ async def register(body: RegisterRequest, service: AuthServiceDep) -> UserOut:
 @router.post(
     "/verify",
     response_model=TokenPair,
-    responses=error_responses(400, 422, 429),
+    responses=error_responses(InvalidCode, ValidationFailed, RateLimited),
     summary="Verify the email with the code; logs in",
     description="400 INVALID_CODE for a wrong, expired, used or exhausted code and for an "
     "unknown email alike. A code allows CODE_MAX_ATTEMPTS tries.",
@@ -72,7 +83,7 @@ async def verify(body: VerifyRequest, service: AuthServiceDep) -> TokenPair:
     "/verify/resend",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=error_responses(422, 429),
+    responses=error_responses(ValidationFailed, RateLimited),
     summary="Send a new verification code",
     description="Same reply whether or not the email has an (unverified) account.",
 )
@@ -84,7 +95,7 @@ async def resend_verification(body: EmailRequest, service: AuthServiceDep) -> Ac
 @router.post(
     "/login",
     response_model=TokenPair,
-    responses=error_responses(401, 403, 422, 429),
+    responses=error_responses(InvalidCredentials, EmailNotVerified, ValidationFailed, RateLimited),
     summary="Log in with email (as username) and password",
     description="OAuth2 password form, so Swagger UI's Authorize button works. 401 "
     "INVALID_CREDENTIALS for an unknown email and a wrong password alike; 403 "
@@ -99,7 +110,7 @@ async def login(
 @router.post(
     "/refresh",
     response_model=TokenPair,
-    responses=error_responses(401, 422),
+    responses=error_responses(InvalidRefreshToken, ValidationFailed),
     summary="Trade a refresh token for a new pair",
     description="Each refresh token works once. Presenting a spent one again revokes its "
     "whole session (token family): someone else has a copy.",
@@ -112,7 +123,7 @@ async def refresh(body: RefreshRequest, service: AuthServiceDep) -> TokenPair:
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(422),
+    responses=error_responses(ValidationFailed),
     summary="End the session of this refresh token",
 )
 async def logout(body: RefreshRequest, service: AuthServiceDep) -> None:
@@ -123,7 +134,7 @@ async def logout(body: RefreshRequest, service: AuthServiceDep) -> None:
     "/password/forgot",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=error_responses(422, 429),
+    responses=error_responses(ValidationFailed, RateLimited),
     summary="Email a password reset code",
     description="Same reply whether or not the email has an account.",
 )
@@ -136,7 +147,7 @@ async def forgot_password(body: EmailRequest, service: AuthServiceDep) -> Accept
     "/password/reset",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(400, 422, 429),
+    responses=error_responses(InvalidCode, ValidationFailed, RateLimited),
     summary="Set a new password with the emailed code",
     description="Ends every session of the account.",
 )
@@ -147,7 +158,7 @@ async def reset_password(body: ResetPasswordRequest, service: AuthServiceDep) ->
 @router.get(
     "/me",
     response_model=UserOut,
-    responses=error_responses(401),
+    responses=error_responses(NotAuthenticated),
     summary="The logged-in user",
 )
 async def read_me(user: CurrentUser) -> UserOut:
@@ -157,7 +168,7 @@ async def read_me(user: CurrentUser) -> UserOut:
 @router.patch(
     "/me",
     response_model=UserOut,
-    responses=error_responses(401, 422),
+    responses=error_responses(NotAuthenticated, ValidationFailed),
     summary="Change name or locale",
 )
 async def update_me(body: UpdateMeRequest, user: CurrentUser, service: AuthServiceDep) -> UserOut:
@@ -168,7 +179,9 @@ async def update_me(body: UpdateMeRequest, user: CurrentUser, service: AuthServi
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(400, 401, 422, 429),
+    responses=error_responses(
+        WrongCurrentPassword, NotAuthenticated, ValidationFailed, RateLimited
+    ),
     summary="Change the password",
     description="400 INVALID_CREDENTIALS when the current password is wrong. Every other "
     "session ends; this one stays.",

@@ -23,7 +23,13 @@ from app.api.deps import (
     TotalsCacheDep,
 )
 from app.api.errors import error_responses
-from app.errors import NotAuthenticated
+from app.errors import (
+    InvalidCorrectClass,
+    NotAuthenticated,
+    NotFound,
+    StorageUnavailableError,
+    ValidationFailed,
+)
 from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage
 from app.schemas.prediction import Prediction
 from app.services.history import HistoryService, ImageRedirect
@@ -62,7 +68,7 @@ _IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     304: {"description": "Not modified (If-None-Match matched the ETag)"},
     307: {"description": "Redirect to a short-lived presigned URL (S3 store)"},
-    **error_responses(401, 404, 422, 503),
+    **error_responses(NotAuthenticated, NotFound, ValidationFailed, StorageUnavailableError),
 }
 
 
@@ -72,7 +78,7 @@ _IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.get(
     "",
     response_model=PredictionPage,
-    responses=error_responses(401, 422),
+    responses=error_responses(NotAuthenticated, ValidationFailed),
     summary="List my predictions",
     description=(
         "Filters compose (AND). Sorted by `sort` then id, so pages are stable. A page past "
@@ -91,7 +97,9 @@ async def list(  # the operation id is history-list
 @router.get(
     "/{id}",
     response_model=Prediction,
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(
+        NotAuthenticated, NotFound, ValidationFailed, StorageUnavailableError
+    ),
     summary="One of my predictions, with a fresh image URL",
 )
 async def read(
@@ -158,7 +166,13 @@ async def image(
 @router.put(
     "/{id}/feedback",
     response_model=Prediction,
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(
+        NotAuthenticated,
+        NotFound,
+        ValidationFailed,
+        InvalidCorrectClass,
+        StorageUnavailableError,
+    ),
     summary="Confirm or correct a prediction",
     description=(
         "verdict correct or incorrect; correct_class (a class code of the model, different "
@@ -183,7 +197,7 @@ async def set_feedback(
     "/{id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(NotAuthenticated, NotFound, ValidationFailed),
     summary="Delete a prediction and its stored image",
 )
 async def delete(

@@ -16,6 +16,7 @@ from app.api.deps import (
     TotalsCacheDep,
 )
 from app.api.errors import error_responses
+from app.errors import NotAuthenticated, ValidationFailed
 from app.schemas.history import TimeZoneName
 from app.schemas.home import RangeName, Stats
 from app.services.stats import StatsService
@@ -26,7 +27,7 @@ router = APIRouter(prefix="/home", tags=["home"])
 @router.get(
     "/stats",
     response_model=Stats,
-    responses=error_responses(401, 422),
+    responses=error_responses(NotAuthenticated, ValidationFailed),
     summary="My numbers and everyone's for a range of local days",
     description=(
         "range: today, week (the last 7 days including today) or month (the last 30), as "

@@ -16,6 +16,15 @@ from app.api.deps import (
     StorageDep,
 )
 from app.api.errors import error_responses
+from app.errors import (
+    FileTooLarge,
+    InvalidImage,
+    ModelUnavailableError,
+    NotAuthenticated,
+    StorageUnavailableError,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from app.schemas.prediction import Prediction
 from app.services.images import prediction_detail
 from app.services.prediction import Upload, create_prediction
@@ -27,7 +36,15 @@ router = APIRouter(prefix="/predict", tags=["predict"])
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=Prediction,
-    responses=error_responses(401, 413, 415, 422, 503),
+    responses=error_responses(
+        NotAuthenticated,
+        FileTooLarge,
+        UnsupportedMediaType,
+        InvalidImage,
+        ValidationFailed,
+        ModelUnavailableError,
+        StorageUnavailableError,
+    ),
     summary="Classify an eye photograph",
     description=(
         "Multipart upload of a JPEG or PNG (decided from the bytes), at least 64x64, at "
