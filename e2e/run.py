@@ -108,6 +108,9 @@ def background(
             stop(proc, name)
 
 
+ADMIN_EMAIL = "e2e-admin@example.com"
+
+
 def make_jpeg(path: Path) -> None:
     """A 320x240 fundus-like JPEG (a warm disc on black) made with Pillow."""
     from PIL import Image, ImageDraw
@@ -213,6 +216,20 @@ def main(argv: list[str] | None = None) -> int:
             if migrate.returncode != 0:
                 sys.stdout.write(migrate.stdout.decode() + migrate.stderr.decode())
                 raise RuntimeError("ocupredict migrate failed")
+            # An administrator for the admin routes (schemathesis runs them with its token).
+            admin_password = secrets.token_urlsafe(18)
+            admin_args = ["create-admin", ADMIN_EMAIL, "--name", "E2E Admin", "--password-stdin"]
+            create_admin = subprocess.run(
+                [str(BIN / "ocupredict"), *admin_args],
+                env=env,
+                cwd=tmp,
+                input=f"{admin_password}\n".encode(),
+                capture_output=True,
+                check=False,
+            )
+            if create_admin.returncode != 0:
+                sys.stdout.write(create_admin.stdout.decode() + create_admin.stderr.decode())
+                raise RuntimeError("ocupredict create-admin failed")
             serve = [str(BIN / "ocupredict"), "serve", "--host", "127.0.0.1"]
             serve += ["--port", str(http_port)]
             with background(serve, server_log, env, tmp, "uvicorn") as server:
@@ -224,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                     "OCUPREDICT_MAIL_DIR": str(mail_dir),
                     "OCUPREDICT_E2E_JPEG": str(jpeg),
                     "OCUPREDICT_SCREENSHOT_DIR": str(shots),
+                    "OCUPREDICT_ADMIN_EMAIL": ADMIN_EMAIL,
+                    "OCUPREDICT_ADMIN_PASSWORD": admin_password,
                     # Hypothesis' caches go with the run, not into the work tree.
                     "HYPOTHESIS_STORAGE_DIRECTORY": str(tmp / "hypothesis"),
                 }

@@ -10,6 +10,9 @@ OCUPREDICT_MAIL_DIR; not part of `make test` (pytest's testpaths is tests/).
   content_type_conformance, response_schema_conformance. Nothing is excluded.
 - Authenticated: a user registered and verified through the API (code read from the
   captured mail); its bearer token goes with every request.
+- The admin operations (model registry) run again with the token of an administrator
+  that e2e/run.py made with `ocupredict create-admin`: with generated versions and with
+  the active version.
 - The history operations run twice: once with generated ids (mostly 404), once with the
   id of a real prediction of that user, so the 200 paths (detail, image, feedback, ...)
   are fuzzed too; DELETE gets its own prediction.
@@ -114,15 +117,31 @@ def _prepare() -> tuple[dict[str, str], int, int]:
 AUTH_HEADERS, PREDICTION_ID, DELETABLE_ID = _prepare()
 
 
+def _admin() -> tuple[dict[str, str], str]:
+    """The administrator e2e/run.py created (`ocupredict create-admin`): its token, and the
+    active model version (a real path parameter for the model registry routes)."""
+    form = {
+        "username": os.environ["OCUPREDICT_ADMIN_EMAIL"],
+        "password": os.environ["OCUPREDICT_ADMIN_PASSWORD"],
+    }
+    tokens = _expect(requests.post(f"{API}/auth/login", data=form, timeout=30), 200)
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    models = _expect(requests.get(f"{API}/admin/models", headers=headers, timeout=30), 200)
+    return headers, next(m["version"] for m in models if m["status"] == "active")
+
+
+ADMIN_HEADERS, ACTIVE_VERSION = _admin()
+
+
 # --------------------------------------------------------------------------- schemas
 
 
-def _config(**extra: Any) -> SchemathesisConfig:
+def _config(headers: dict[str, str] = AUTH_HEADERS, **extra: Any) -> SchemathesisConfig:
     return SchemathesisConfig.from_dict(
         {
             "seed": SEED,
             "base-url": BASE_URL,
-            "headers": AUTH_HEADERS,
+            "headers": headers,
             "request-timeout": 60,
             # No example database: a run depends on the seed only, and writes nothing here.
             "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "database": "none"},
@@ -148,6 +167,17 @@ pinned = (
 pinned_delete = schemathesis.openapi.from_url(
     f"{BASE_URL}/openapi.json", config=_config(parameters={"id": DELETABLE_ID})
 ).include(path_regex=r"/history/\{id\}$", method="DELETE")
+
+
+# The model registry as an administrator (the generic run above sends the doctor's token:
+# 403 there): once with generated versions (mostly 404), once with the active version.
+admin = schemathesis.openapi.from_url(
+    f"{BASE_URL}/openapi.json", config=_config(ADMIN_HEADERS)
+).include(path_regex=r"/admin/")
+admin_pinned = schemathesis.openapi.from_url(
+    f"{BASE_URL}/openapi.json",
+    config=_config(ADMIN_HEADERS, parameters={"version": ACTIVE_VERSION}),
+).include(path_regex=r"/admin/models/\{version\}")
 
 
 def _run(case: schemathesis.Case, label: str) -> None:
@@ -189,3 +219,13 @@ def test_delete_own_prediction(case: schemathesis.Case) -> None:
 @schema.parametrize()
 def test_operation(case: schemathesis.Case) -> None:
     _run(case, case.operation.label)
+
+
+@admin_pinned.parametrize()
+def test_admin_operation_on_the_active_version(case: schemathesis.Case) -> None:
+    _run(case, f"{case.operation.label} [admin, active version]")
+
+
+@admin.parametrize()
+def test_admin_operation(case: schemathesis.Case) -> None:
+    _run(case, f"{case.operation.label} [admin]")
