@@ -2,16 +2,18 @@
  * The whole front-end journey through the generated client, against a live server:
  * register -> verify with the emailed code -> log in -> upload a JPEG to /predict ->
  * list history -> read the detail -> fetch the image through image_url -> set feedback ->
- * read stats -> refresh -> log out. Every call must answer the status the contract
+ * read stats -> (as an administrator) the model registry and the served version's
+ * metrics -> refresh -> log out. Every call must answer the status the contract
  * promises; anything else fails the run (exit code 1).
  *
- * Environment: OCUPREDICT_URL, OCUPREDICT_MAIL_DIR, OCUPREDICT_E2E_JPEG (see e2e/run.py).
+ * Environment: OCUPREDICT_URL, OCUPREDICT_MAIL_DIR, OCUPREDICT_E2E_JPEG,
+ * OCUPREDICT_ADMIN_EMAIL, OCUPREDICT_ADMIN_PASSWORD (see e2e/run.py).
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import { Auth, Health, History, Home, Predict } from '../src/client/index.js';
+import { Admin, Auth, Health, History, Home, Predict } from '../src/client/index.js';
 import {
   check,
   env,
@@ -140,6 +142,39 @@ run('e2e flow', async () => {
   check(stats.mine.total === 1 && stats.mine.with_feedback === 1, `mine ${JSON.stringify(stats.mine)}`);
   check(stats.mine.correct === 0 && stats.mine.correct_pct === 0, 'the one verdict is incorrect');
   check(stats.overall.total >= 1, 'overall counts everyone');
+
+  console.log('model registry');
+  await expectError('admin.listModels (a doctor)', Admin.listModels(), 403, 'FORBIDDEN');
+  const { data: adminLogin } = await expectStatus(
+    'auth.login (administrator)',
+    Auth.login({
+      body: { username: env('OCUPREDICT_ADMIN_EMAIL'), password: env('OCUPREDICT_ADMIN_PASSWORD') },
+    }),
+    200,
+  );
+  useAccessToken(adminLogin.access_token);
+  const { data: models } = await expectStatus('admin.listModels', Admin.listModels(), 200);
+  const active = models.find((m) => m.status === 'active');
+  check(active && active.version === prediction.model.version, 'the served version is active');
+  const { data: metrics } = await expectStatus(
+    'admin.modelMetrics',
+    Admin.modelMetrics({ path: { version: active.version } }),
+    200,
+  );
+  check(metrics.predictions >= 1 && metrics.with_feedback >= 1, `metrics ${JSON.stringify(metrics)}`);
+  check(
+    metrics.confusion.some(
+      (c) => c.predicted === prediction.result.class_code && c.confirmed === other.class_code,
+    ),
+    'the correction is in the confusion matrix',
+  );
+  await expectError(
+    'admin.retireModel (the active one)',
+    Admin.retireModel({ path: { version: active.version } }),
+    409,
+    'MODEL_ACTIVE',
+  );
+  useAccessToken(login.access_token);
 
   console.log('refresh, log out');
   const { data: refreshed } = await expectStatus(
