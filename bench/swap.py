@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import io
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -205,6 +206,7 @@ def main() -> int:
     args = parser.parse_args()
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     recreate_database(args.url)
     workdir = Path(tempfile.mkdtemp(prefix="ocupredict-swap-"))
     s3_port = free_port()
