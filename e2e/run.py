@@ -2,13 +2,17 @@
 
 1. An aiosmtpd process on 127.0.0.1 captures the mail (e2e/mailsink.py writes one JSON
    file per message; the clients read the one-time codes from there).
-2. `ocupredict migrate` + `ocupredict serve` (uvicorn) on a free loopback port, with a
+2. `ocupredict migrate` + `ocupredict serve-nginx --processes 2` (nginx on a free loopback
+   port in front of two single-process uvicorns, started by app/deploy/harness.py), with a
    temporary SQLite database, the local image store, SMTP to the sink and demo weights.
-3. Against it, each a separate client process:
+3. Against it (through nginx), each a separate client process:
    - flow:    the Node end-to-end flow with the generated TypeScript client
               (clients/typescript/dist/e2e/flow.js);
    - swagger: Swagger UI at /docs in headless Chromium (dist/e2e/swagger.js);
-   - schemathesis: e2e/test_schemathesis_live.py under pytest (every operation).
+   - schemathesis: e2e/test_schemathesis_live.py under pytest (every operation);
+   then, on a second stack with a per-IP limit of 5 failures:
+   - xff:     wrong logins for new accounts, each naming another client in
+              X-Forwarded-For: the per-IP limit still answers 429 (nginx overwrites it).
 4. Everything is stopped; the run exits 1 if any step failed, after all steps ran
    (`--only flow,swagger` runs a subset).
 
@@ -31,20 +35,20 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from app.deploy.harness import NginxStack, free_port  # noqa: E402
+
 CLIENT_DIR = ROOT / "clients" / "typescript"
 BIN = Path(sys.executable).parent
-STEPS = ("flow", "swagger", "schemathesis")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+STEPS = ("flow", "swagger", "schemathesis", "xff")
+PROCESSES = 2
+XFF_IP_LIMIT = 5
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -56,25 +60,6 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> N
             return
         time.sleep(0.1)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-                last = f"HTTP {response.status}"
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
-        except OSError as exc:
-            last = str(exc)
-        time.sleep(0.25)
-    raise RuntimeError(f"{url} not ready after {timeout:.0f} s ({last})")
 
 
 def tail(path: Path, lines: int = 60) -> str:
@@ -172,6 +157,28 @@ def run_step(name: str, args: list[str], env: dict[str, str], cwd: Path, timeout
     return ok
 
 
+def check_spoofed_forwarded_for(base_url: str) -> bool:
+    """XFF_IP_LIMIT wrong logins pass as 401, the next ones are 429, whatever they claim."""
+    statuses = []
+    for i in range(XFF_IP_LIMIT + 2):
+        body = urllib.parse.urlencode(
+            {"username": f"xff{i}@example.com", "password": "not-the-password"}
+        ).encode()
+        request = urllib.request.Request(
+            f"{base_url}/api/v1/auth/login",
+            data=body,
+            headers={"X-Forwarded-For": f"203.0.113.{i + 1}, 10.0.0.{i + 1}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                statuses.append(response.status)
+        except urllib.error.HTTPError as exc:
+            statuses.append(exc.code)
+    expected = [401] * XFF_IP_LIMIT + [429, 429]
+    print(f"e2e: login statuses with spoofed X-Forwarded-For: {statuses}", flush=True)
+    return statuses == expected
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -194,9 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     jpeg = tmp / "fundus-e2e.jpg"
     make_jpeg(jpeg)
 
-    smtp_port, http_port = free_port(), free_port()
+    smtp_port = free_port()
     env = server_env(tmp, smtp_port)
-    base_url = f"http://127.0.0.1:{http_port}"
     results: dict[str, bool] = {}
     smtp_env = {**os.environ, "PYTHONPATH": str(ROOT)}
     smtp_args = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}"]
@@ -230,11 +236,13 @@ def main(argv: list[str] | None = None) -> int:
             if create_admin.returncode != 0:
                 sys.stdout.write(create_admin.stdout.decode() + create_admin.stderr.decode())
                 raise RuntimeError("ocupredict create-admin failed")
-            serve = [str(BIN / "ocupredict"), "serve", "--host", "127.0.0.1"]
-            serve += ["--port", str(http_port)]
-            with background(serve, server_log, env, tmp, "uvicorn") as server:
-                wait_ready(f"{base_url}/api/v1/health/ready", server, 300)
-                print(f"e2e: server ready at {base_url}", flush=True)
+            stack = NginxStack(
+                env, processes=PROCESSES, socket_dir=tmp / "run", cwd=tmp, log_path=server_log
+            )
+            with stack:
+                stack.wait_ready(300)
+                base_url = stack.base_url
+                print(f"e2e: nginx at {base_url} in front of {PROCESSES} processes", flush=True)
                 client_env = {
                     **os.environ,
                     "OCUPREDICT_URL": base_url,
@@ -280,9 +288,31 @@ def main(argv: list[str] | None = None) -> int:
                         ROOT,
                         420,
                     )
-                if server.poll() is not None:
-                    print(f"e2e: the server died (exit {server.returncode})", flush=True)
+                if stack.proc is None or stack.proc.poll() is not None:
+                    print("e2e: serve-nginx died", flush=True)
                     results["server"] = False
+            if "xff" in steps:
+                print("\n== e2e: per-IP limit with a spoofed X-Forwarded-For", flush=True)
+                limited = {**env, "IP_MAX_FAILURES": str(XFF_IP_LIMIT)}
+                limited["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp / 'e2e-xff.db'}"
+                migrate_xff = subprocess.run(
+                    [str(BIN / "ocupredict"), "migrate"],
+                    env=limited,
+                    cwd=tmp,
+                    check=False,
+                    capture_output=True,
+                )
+                with NginxStack(
+                    limited,
+                    processes=PROCESSES,
+                    socket_dir=tmp / "run-xff",
+                    cwd=tmp,
+                    log_path=tmp / "server-xff.log",
+                ) as second:
+                    second.wait_ready(300)
+                    results["xff"] = migrate_xff.returncode == 0 and check_spoofed_forwarded_for(
+                        second.base_url
+                    )
     except RuntimeError as exc:
         print(f"e2e: {exc}", flush=True)
         results["setup"] = False

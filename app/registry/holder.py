@@ -74,7 +74,9 @@ class ModelHolder:
         max_pixels: int,
         fast_jpeg: bool,
         bootstrap: Callable[[], Awaitable[None]] | None = None,
+        on_swap: Callable[[Classifier, Classifier], None] | None = None,
     ) -> None:
+        self._on_swap = on_swap  # (old, new): e.g. the /metrics model info
         self._slot = _Slot(classifier)
         self._bootstrap = bootstrap  # registers the start-up version in an empty registry
         self._shadow: _Slot | None = None
@@ -142,6 +144,8 @@ class ModelHolder:
         old, self._slot = self._slot, _Slot(classifier)
         self.swaps += 1
         log.info("model swapped: %s -> %s", old.classifier.version, classifier.version)
+        if self._on_swap is not None:
+            self._on_swap(old.classifier, classifier)
         self._retire(old)
 
     def _install_shadow(self, classifier: Classifier | None) -> None:

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import metrics
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import ModelVersion, ShadowPrediction, User
@@ -280,6 +281,17 @@ class ShadowRecorder:
                 await session.rollback()
 
 
+def swap_model_info(old: Classifier, new: Classifier, process: int) -> None:
+    """/metrics' ocupredict_model_info follows the swap: the old labels 0, the new 1."""
+    for classifier, value in ((old, 0), (new, 1)):
+        metrics.MODEL_INFO.labels(
+            version=classifier.version,
+            backend=classifier.backend_name,
+            demo=str(classifier.demo).lower(),
+            process=str(process),
+        ).set(value)
+
+
 async def open_holder(
     settings: Settings, storage: ImageStore, sessions: SessionFactory, started: Classifier
 ) -> ModelHolder:
@@ -333,6 +345,7 @@ async def open_holder(
         max_pixels=settings.max_image_pixels,
         fast_jpeg=settings.fast_jpeg_decode,
         bootstrap=register_started,
+        on_swap=lambda old, new: swap_model_info(old, new, settings.process_index),
     )
     try:
         await holder.sync()  # the registry's active (and shadow) version, before serving
