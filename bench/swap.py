@@ -32,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +54,7 @@ from _common import (  # puts ROOT on sys.path
 )
 from sqlalchemy.engine import make_url
 
+from app.deploy.harness import NginxStack, unix_get
 from app.inference.network import seeded_state_dict
 
 API = "/api/v1"
@@ -114,34 +117,55 @@ def service_env(workdir: Path, database_url: str, s3_endpoint: str) -> dict[str,
     return env
 
 
-def start_fronts(front: str, workdir: Path, env: dict[str, str]) -> list[Server]:
+@dataclass
+class Front:
+    """Where clients connect: one plain uvicorn, or nginx in front of the processes."""
+
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+
+def start_fronts(
+    front: str, workdir: Path, env: dict[str, str], stack: ExitStack
+) -> tuple[list[Front], Callable[[], set[str]]]:
+    """The fronts, and a reading of the version each process serves (asked directly)."""
     cli = [sys.executable, "-m", "app.cli"]
+    ready = f"{API}/health/ready"
     if front == "nginx":
-        port = free_port()
-        server = start_server(
-            "serve-nginx",
-            [*cli, "serve-nginx", "--processes", "2", "--host", LOOPBACK, "--port", str(port)],
-            env=env,
-            port=port,
-            log_path=workdir / "nginx.log",
-            ready_path=f"{API}/health/ready",
-            ready_hits=4,
-        )
-        return [server]
-    servers = []
+        nginx = NginxStack(env, processes=2, socket_dir=workdir / "run", cwd=workdir)
+        stack.enter_context(nginx)
+        nginx.wait_ready(300)
+
+        def versions() -> set[str]:
+            return {
+                json.loads(unix_get(nginx.socket(i), ready, 30)[1])["model"]["version"]
+                for i in range(2)
+            }
+
+        return [Front(nginx.port)], versions
+    servers: list[Server] = []
     for i in range(2):
         port = free_port()
-        servers.append(
-            start_server(
-                f"process {i}",
-                [*cli, "serve", "--host", LOOPBACK, "--port", str(port), "--workers", "1"],
-                env=env,
-                port=port,
-                log_path=workdir / f"server-{i}.log",
-                ready_path=f"{API}/health/ready",
-            )
+        server = start_server(
+            f"process {i}",
+            [*cli, "serve", "--host", LOOPBACK, "--port", str(port), "--workers", "1"],
+            env=env,
+            port=port,
+            log_path=workdir / f"server-{i}.log",
+            ready_path=ready,
         )
-    return servers
+        stack.callback(server.stop)
+        servers.append(server)
+
+    def plain_versions() -> set[str]:
+        return {
+            httpx.get(s.base_url + ready, timeout=30).json()["model"]["version"] for s in servers
+        }
+
+    return [Front(s.port) for s in servers], plain_versions
 
 
 @dataclass
@@ -154,7 +178,7 @@ class Answer:
 
 
 async def load(
-    fronts: list[Server], body: bytes, headers: dict[str, str], clients: int, stop: asyncio.Event
+    fronts: list[Front], body: bytes, headers: dict[str, str], clients: int, stop: asyncio.Event
 ) -> list[Answer]:
     answers: list[Answer] = []
 
@@ -176,19 +200,6 @@ async def load(
 
     await asyncio.gather(*(client(i) for i in range(clients)))
     return answers
-
-
-def ready_versions(fronts: list[Server], hits: int = 6) -> set[str]:
-    """The active version each process reports (through nginx: several probes)."""
-    seen = set()
-    for front in fronts:
-        for _ in range(hits if len(fronts) == 1 else 1):
-            seen.add(
-                httpx.get(front.base_url + f"{API}/health/ready", timeout=30).json()["model"][
-                    "version"
-                ]
-            )
-    return seen
 
 
 def main() -> int:
@@ -235,9 +246,11 @@ def main() -> int:
             check=True,
             capture_output=True,
         )
-    fronts = start_fronts(args.front, workdir, env)
     failures: list[str] = []
-    try:
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, True)  # last: after every server stopped
+        stack.callback(moto.stop)
+        fronts, ready_versions = start_fronts(args.front, workdir, env, stack)
         base = fronts[0].base_url + API
         with httpx.Client(base_url=base, timeout=300) as http:
             login = http.post(
@@ -245,7 +258,7 @@ def main() -> int:
             )
             admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
             # The admin's token serves for /predict too (any verified user may predict).
-            (old,) = ready_versions(fronts)
+            (old,) = ready_versions()
             up = http.post(
                 "/admin/models",
                 headers=admin,
@@ -278,7 +291,7 @@ def main() -> int:
             }
             for name, files in bad.items():
                 r = http.post("/admin/models", headers=admin, files=files)
-                versions = ready_versions(fronts)
+                versions = ready_versions()
                 ok = (
                     r.status_code == 422
                     and r.json()["code"] == "INVALID_MODEL"
@@ -341,7 +354,7 @@ def main() -> int:
             )
             if not ok:
                 failures.append(f"{label}: foreign {foreign}, late old {len(late_old)}")
-        final = ready_versions(fronts)
+        final = ready_versions()
         print(
             f"active version everywhere at the end: {final}"
             f" ({'ok' if final == {old} else 'FAILED'})"
@@ -349,11 +362,7 @@ def main() -> int:
         if final != {old}:
             failures.append("not rolled back everywhere")
         print(f"{background_load():.1f} cores busy with other work after the run")
-    finally:
-        for front in fronts:
-            front.stop()
-        moto.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+
     print("== all checks passed" if not failures else f"== FAILED: {'; '.join(failures)}")
     return 0 if not failures else 1
 
