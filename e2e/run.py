@@ -93,9 +93,6 @@ def background(
             stop(proc, name)
 
 
-ADMIN_EMAIL = "e2e-admin@example.com"
-
-
 def make_jpeg(path: Path) -> None:
     """A 320x240 fundus-like JPEG (a warm disc on black) made with Pillow."""
     from PIL import Image, ImageDraw
@@ -142,6 +139,21 @@ def server_env(tmp: Path, smtp_port: int) -> dict[str, str]:
     for name in ("MODEL_SOURCE", "MODEL_S3_KEY", "S3_ENDPOINT_URL", "TEST_DATABASE_URL"):
         env.pop(name, None)
     return env
+
+
+def ocupredict(args: list[str], env: dict[str, str], cwd: Path, stdin: str = "") -> None:
+    """Run an `ocupredict` command to completion; its output is shown only if it fails."""
+    result = subprocess.run(
+        [str(BIN / "ocupredict"), *args],
+        input=stdin.encode(),
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        sys.stdout.write(result.stdout.decode() + result.stderr.decode())
+        raise RuntimeError(f"ocupredict {args[0]} failed")
 
 
 def run_step(name: str, args: list[str], env: dict[str, str], cwd: Path, timeout: float) -> bool:
@@ -212,30 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         with background(smtp_args, tmp / "smtp.log", smtp_env, ROOT, "aiosmtpd") as smtp:
             wait_for_port(smtp_port, smtp, 30)
             print(f"e2e: aiosmtpd on 127.0.0.1:{smtp_port} writing to {mail_dir}", flush=True)
-            migrate = subprocess.run(
-                [str(BIN / "ocupredict"), "migrate"],
-                env=env,
-                cwd=tmp,
-                capture_output=True,
-                check=False,
-            )
-            if migrate.returncode != 0:
-                sys.stdout.write(migrate.stdout.decode() + migrate.stderr.decode())
-                raise RuntimeError("ocupredict migrate failed")
-            # An administrator for the admin routes (schemathesis runs them with its token).
-            admin_password = secrets.token_urlsafe(18)
-            admin_args = ["create-admin", ADMIN_EMAIL, "--name", "E2E Admin", "--password-stdin"]
-            create_admin = subprocess.run(
-                [str(BIN / "ocupredict"), *admin_args],
-                env=env,
-                cwd=tmp,
-                input=f"{admin_password}\n".encode(),
-                capture_output=True,
-                check=False,
-            )
-            if create_admin.returncode != 0:
-                sys.stdout.write(create_admin.stdout.decode() + create_admin.stderr.decode())
-                raise RuntimeError("ocupredict create-admin failed")
+            ocupredict(["migrate"], env, tmp)
+            # An administrator for the admin routes (schemathesis logs in with it).
+            admin_email, admin_password = "e2e-admin@example.com", secrets.token_urlsafe(18)
+            admin_args = ["create-admin", admin_email, "--name", "E2E Admin", "--password-stdin"]
+            ocupredict(admin_args, env, tmp, stdin=admin_password + "\n")
             stack = NginxStack(
                 env, processes=PROCESSES, socket_dir=tmp / "run", cwd=tmp, log_path=server_log
             )
@@ -249,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                     "OCUPREDICT_MAIL_DIR": str(mail_dir),
                     "OCUPREDICT_E2E_JPEG": str(jpeg),
                     "OCUPREDICT_SCREENSHOT_DIR": str(shots),
-                    "OCUPREDICT_ADMIN_EMAIL": ADMIN_EMAIL,
+                    "OCUPREDICT_ADMIN_EMAIL": admin_email,
                     "OCUPREDICT_ADMIN_PASSWORD": admin_password,
                     # Hypothesis' caches go with the run, not into the work tree.
                     "HYPOTHESIS_STORAGE_DIRECTORY": str(tmp / "hypothesis"),

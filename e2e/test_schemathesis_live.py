@@ -10,9 +10,11 @@ OCUPREDICT_MAIL_DIR; not part of `make test` (pytest's testpaths is tests/).
   content_type_conformance, response_schema_conformance. Nothing is excluded.
 - Authenticated: a user registered and verified through the API (code read from the
   captured mail); its bearer token goes with every request.
-- The admin operations (model registry) run again with the token of an administrator
-  that e2e/run.py made with `ocupredict create-admin`: with generated versions and with
-  the active version.
+- The users and audit admin operations run again with an administrator's token (made by
+  e2e/run.py with `ocupredict create-admin`), their {id} pinned to a doctor registered for
+  the purpose, so that the 200 paths of disable / enable / role are fuzzed too.
+- The model registry's admin operations run with that administrator's token too: with
+  generated versions and with the active version.
 - The history operations run twice: once with generated ids (mostly 404), once with the
   id of a real prediction of that user, so the 200 paths (detail, image, feedback, ...)
   are fuzzed too; DELETE gets its own prediction.
@@ -117,20 +119,25 @@ def _prepare() -> tuple[dict[str, str], int, int]:
 AUTH_HEADERS, PREDICTION_ID, DELETABLE_ID = _prepare()
 
 
-def _admin() -> tuple[dict[str, str], str]:
-    """The administrator e2e/run.py created (`ocupredict create-admin`): its token, and the
-    active model version (a real path parameter for the model registry routes)."""
+def _prepare_admin() -> tuple[dict[str, str], int, str]:
+    """The administrator e2e/run.py created, a doctor of its own to administer (the
+    admin run's {id}), so that disabling or demoting someone never hits the fuzz user,
+    and the active model version (a real {version} for the model registry routes)."""
     form = {
         "username": os.environ["OCUPREDICT_ADMIN_EMAIL"],
         "password": os.environ["OCUPREDICT_ADMIN_PASSWORD"],
     }
     tokens = _expect(requests.post(f"{API}/auth/login", data=form, timeout=30), 200)
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    email = f"managed-{uuid.uuid4().hex[:10]}@example.com"
+    body = {"email": email, "password": "managed-Password-0123", "name": "Dr. Managed"}
+    managed = _expect(requests.post(f"{API}/auth/register", json=body, timeout=30), 201)
     models = _expect(requests.get(f"{API}/admin/models", headers=headers, timeout=30), 200)
-    return headers, next(m["version"] for m in models if m["status"] == "active")
+    active = next(m["version"] for m in models if m["status"] == "active")
+    return headers, int(managed["id"]), active
 
 
-ADMIN_HEADERS, ACTIVE_VERSION = _admin()
+ADMIN_HEADERS, MANAGED_USER_ID, ACTIVE_VERSION = _prepare_admin()
 
 
 # --------------------------------------------------------------------------- schemas
@@ -168,15 +175,21 @@ pinned_delete = schemathesis.openapi.from_url(
     f"{BASE_URL}/openapi.json", config=_config(parameters={"id": DELETABLE_ID})
 ).include(path_regex=r"/history/\{id\}$", method="DELETE")
 
+# The users and audit routes again with the admin's token (the generic run sees their 403).
+as_admin = schemathesis.openapi.from_url(
+    f"{BASE_URL}/openapi.json",
+    config=_config(headers=ADMIN_HEADERS, parameters={"id": MANAGED_USER_ID}),
+).include(path_regex=r"/admin/(users|audit)")
+
 
 # The model registry as an administrator (the generic run above sends the doctor's token:
 # 403 there): once with generated versions (mostly 404), once with the active version.
 admin = schemathesis.openapi.from_url(
-    f"{BASE_URL}/openapi.json", config=_config(ADMIN_HEADERS)
-).include(path_regex=r"/admin/")
+    f"{BASE_URL}/openapi.json", config=_config(headers=ADMIN_HEADERS)
+).include(path_regex=r"/admin/models")
 admin_pinned = schemathesis.openapi.from_url(
     f"{BASE_URL}/openapi.json",
-    config=_config(ADMIN_HEADERS, parameters={"version": ACTIVE_VERSION}),
+    config=_config(headers=ADMIN_HEADERS, parameters={"version": ACTIVE_VERSION}),
 ).include(path_regex=r"/admin/models/\{version\}")
 
 
@@ -216,11 +229,6 @@ def test_delete_own_prediction(case: schemathesis.Case) -> None:
     _run(case, f"{case.operation.label} [own id]")
 
 
-@schema.parametrize()
-def test_operation(case: schemathesis.Case) -> None:
-    _run(case, case.operation.label)
-
-
 @admin_pinned.parametrize()
 def test_admin_operation_on_the_active_version(case: schemathesis.Case) -> None:
     _run(case, f"{case.operation.label} [admin, active version]")
@@ -228,4 +236,16 @@ def test_admin_operation_on_the_active_version(case: schemathesis.Case) -> None:
 
 @admin.parametrize()
 def test_admin_operation(case: schemathesis.Case) -> None:
+    # Before the users/audit run below, which may disable or demote accounts.
     _run(case, f"{case.operation.label} [admin]")
+
+
+@as_admin.parametrize()
+def test_admin_operation(case: schemathesis.Case) -> None:
+    # Before the users/audit run below, which may disable or demote accounts.
+    _run(case, f"{case.operation.label} [admin]")
+
+
+@schema.parametrize()
+def test_operation(case: schemathesis.Case) -> None:
+    _run(case, case.operation.label)

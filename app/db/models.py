@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, UTCDateTime, utcnow
+from app.db.base import Base, PreciseUTCDateTime, UTCDateTime, utcnow
 
 # BIGINT on MySQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -40,6 +40,9 @@ class User(Base):
     is_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # An administrator can disable an account (0006_audit): its tokens stop working at once.
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class OneTimeCode(Base):
@@ -111,7 +114,7 @@ class Prediction(Base):
         Index("ix_predictions_user_patient", "user_id", "patient_ref", "created_at", "id"),
         Index("ix_predictions_created_feedback", "created_at", "feedback_verdict"),
         Index("ux_predictions_image_key", "image_key", unique=True),  # 0005_image_key_unique
-        Index(  # 0006_model_registry: the per-version metrics, from the index alone
+        Index(  # 0007_model_registry: the per-version metrics, from the index alone
             "ix_predictions_version_metrics",
             "model_version",
             "created_at",
@@ -153,7 +156,7 @@ class Prediction(Base):
 
 
 class ModelVersion(Base):
-    """A registered set of weights (see alembic 0006_model_registry)."""
+    """A registered set of weights (see alembic 0007_model_registry)."""
 
     __tablename__ = "model_versions"
 
@@ -213,7 +216,7 @@ class ShadowPrediction(Base):
 class ModelMetricsDaily(Base):
     """Per version and UTC day, the count and summed confidence of each (predicted class,
     verdict, confirmed class, confidence bin); kept by triggers on predictions (alembic
-    0006_model_registry). '' stands for "no feedback" / "class not given"."""
+    0007_model_registry). '' stands for "no feedback" / "class not given"."""
 
     __tablename__ = "model_metrics_daily"
 
@@ -225,3 +228,32 @@ class ModelMetricsDaily(Base):
     bin: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     n: Mapped[int] = mapped_column(Integer)
     sum_p: Mapped[float] = mapped_column(Double)
+
+
+class AuditEvent(Base):
+    """One append-only record of who did or saw what (0006_audit).
+
+    Written in the transaction of the change it records; nothing updates a row, and only
+    `ocupredict prune-audit` deletes old ones. actor_id has no foreign key on purpose:
+    events outlive the accounts they name. Never holds a password, code, token or image.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_actor", "actor_id", "id"),
+        Index("ix_audit_events_action", "action", "id"),
+        Index("ix_audit_events_target", "target_type", "target_id", "id"),
+        Index("ix_audit_events_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(PreciseUTCDateTime, default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    actor_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    action: Mapped[str] = mapped_column(String(40))
+    target_type: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    target_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    old: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    new: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

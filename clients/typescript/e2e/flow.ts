@@ -3,8 +3,9 @@
  * register -> verify with the emailed code -> log in -> upload a JPEG to /predict ->
  * list history -> read the detail -> fetch the image through image_url -> set feedback ->
  * read stats -> (as an administrator) the model registry and the served version's
- * metrics -> refresh -> log out. Every call must answer the status the contract
- * promises; anything else fails the run (exit code 1).
+ * metrics -> my activity -> refresh -> log out; then an administrator reads the audit
+ * trail of that prediction and disables the account. Every call must answer the
+ * status the contract promises; anything else fails the run (exit code 1).
  *
  * Environment: OCUPREDICT_URL, OCUPREDICT_MAIL_DIR, OCUPREDICT_E2E_JPEG,
  * OCUPREDICT_ADMIN_EMAIL, OCUPREDICT_ADMIN_PASSWORD (see e2e/run.py).
@@ -176,6 +177,15 @@ run('e2e flow', async () => {
   );
   useAccessToken(login.access_token);
 
+  console.log('my activity; admin routes refused');
+  const { data: activity } = await expectStatus('auth.myActivity', Auth.myActivity(), 200);
+  const actions: string[] = activity.items.map((event) => event.action);
+  check(
+    ['auth.login', 'auth.login_failed', 'auth.verify'].every((a) => actions.includes(a)),
+    `activity ${JSON.stringify(actions)}`,
+  );
+  await expectError('admin.listUsers (doctor)', Admin.listUsers(), 403, 'FORBIDDEN');
+
   console.log('refresh, log out');
   const { data: refreshed } = await expectStatus(
     'auth.refresh',
@@ -197,4 +207,36 @@ run('e2e flow', async () => {
     'INVALID_TOKEN',
   );
   await expectError('auth.readMe (ended session)', Auth.readMe(), 401, 'NOT_AUTHENTICATED');
+
+  console.log('admin: audit trail, disable the account');
+  const { data: admin } = await expectStatus(
+    'auth.login (admin)',
+    Auth.login({
+      body: { username: env('OCUPREDICT_ADMIN_EMAIL'), password: env('OCUPREDICT_ADMIN_PASSWORD') },
+    }),
+    200,
+  );
+  useAccessToken(admin.access_token);
+  const { data: trail } = await expectStatus(
+    'admin.listAudit',
+    Admin.listAudit({ query: { target_type: 'prediction', target_id: String(prediction.id) } }),
+    200,
+  );
+  const seen: string[] = trail.items.map((event) => event.action);
+  check(
+    seen.includes('prediction.view') && seen.includes('prediction.feedback'),
+    `audit of the prediction ${JSON.stringify(seen)}`,
+  );
+  const { data: disabled } = await expectStatus(
+    'admin.disableUser',
+    Admin.disableUser({ path: { id: user.id } }),
+    200,
+  );
+  check(!disabled.is_active, 'the account is disabled');
+  await expectError(
+    'auth.login (disabled account)',
+    Auth.login({ body: { username: email, password } }),
+    403,
+    'ACCOUNT_DISABLED',
+  );
 });

@@ -1,7 +1,7 @@
 """model registry: model_versions, the registry state row, shadow predictions
 
-Revision ID: 0006_model_registry
-Revises: 0005_image_key_unique
+Revision ID: 0007_model_registry
+Revises: 0006_audit
 Create Date: 2026-12-02
 
 - `model_versions`: one row per set of weights (version = sha256[:12] of the file), with
@@ -32,8 +32,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision: str = "0006_model_registry"
-down_revision: str | None = "0005_image_key_unique"
+revision: str = "0007_model_registry"
+down_revision: str | None = "0006_audit"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
