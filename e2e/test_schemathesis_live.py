@@ -235,14 +235,13 @@ def test_admin_operation_on_the_active_version(case: schemathesis.Case) -> None:
 
 
 @admin.parametrize()
-def test_admin_operation(case: schemathesis.Case) -> None:
+def test_model_registry_operation(case: schemathesis.Case) -> None:
     # Before the users/audit run below, which may disable or demote accounts.
     _run(case, f"{case.operation.label} [admin]")
 
 
 @as_admin.parametrize()
 def test_admin_operation(case: schemathesis.Case) -> None:
-    # Before the users/audit run below, which may disable or demote accounts.
     _run(case, f"{case.operation.label} [admin]")
 
 
