@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     # The model's cores per process (default: the usable cores / WEB_WORKERS).
     inference_threads: int | None = Field(None, ge=1)
     inference_workers: int | None = Field(None, ge=1, le=64)  # batch threads (default: 2)
+    # Model registry: every process re-reads the active version this often (seconds), and
+    # an uploaded or s3:// weights file may be at most this large.
+    model_poll_seconds: float = Field(2.0, ge=0.1, le=300)
+    model_max_upload_mb: int = Field(500, ge=1, le=4096)
     # uvicorn worker processes on this host; `ocupredict serve --workers N` sets it for its
     # workers, so that each sizes its inference threads to its share of the cores.
     web_workers: int = Field(1, ge=1, le=64)

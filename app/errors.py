@@ -238,6 +238,47 @@ class StorageUnavailableError(KnownError):
     message = "The image store is unavailable; try again"
 
 
+# --------------------------------------------------------------------------- model registry
+
+
+class InvalidModel(KnownError):
+    """Weights or manifest that the model registry refuses; the detail says why."""
+
+    status_code = 422
+    code = "INVALID_MODEL"
+    message = "strict load failed: the weights are not a state dict for EyeDiseaseClassifier"
+
+
+class ModelExists(KnownError):
+    status_code = 409
+    code = "MODEL_EXISTS"
+    message = "This version is registered already"
+
+
+class ModelRetired(KnownError):
+    status_code = 409
+    code = "MODEL_RETIRED"
+    message = "A retired version cannot be activated"
+
+
+class ModelActive(KnownError):
+    status_code = 409
+    code = "MODEL_ACTIVE"
+    message = "The active version cannot be retired"
+
+
+class ModelNotStaged(KnownError):
+    status_code = 409
+    code = "MODEL_NOT_STAGED"
+    message = "Only a staged version can run in shadow"
+
+
+class RegistryBusy(KnownError):
+    status_code = 409
+    code = "REGISTRY_BUSY"
+    message = "The registry changed meanwhile; try again"
+
+
 class DatabaseUnavailable(KnownError):
     """The database refused or dropped the connection (restart, failover); retry."""
 

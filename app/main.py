@@ -18,7 +18,17 @@ from fastapi_offline import FastAPIOffline
 
 from app.api.errors import install_error_handlers
 from app.api.openapi import customise_openapi
-from app.api.routes import admin_audit, admin_users, auth, health, history, home, metrics, predict
+from app.api.routes import (
+    admin_audit,
+    admin_models,
+    admin_users,
+    auth,
+    health,
+    history,
+    home,
+    metrics,
+    predict,
+)
 from app.api.upload_limit import UploadLimitMiddleware
 from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
@@ -26,6 +36,7 @@ from app.inference import build_classifier
 from app.mail import build_mailer
 from app.metrics import publish_info
 from app.observability import ClientIpMiddleware, RequestIdMiddleware, configure_logging
+from app.registry.service import open_holder
 from app.security import Passwords
 from app.services.audit import ViewLog
 from app.services.stats import TotalsCache
@@ -61,8 +72,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await passwords.prepare()
         # Weights fetched, verified and warmed up before the app takes any request.
         classifier = await build_classifier(settings)
-        stack.push_async_callback(classifier.close)
-        app.state.classifier = classifier
+        # Registered on first start; then the process follows the registry's active version.
+        models = await open_holder(settings, storage, app.state.sessionmaker, classifier)
+        stack.push_async_callback(models.close)
+        app.state.models = models
         app.state.totals_cache = TotalsCache()
         publish_info(
             app_version=app.version,
@@ -126,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(predict.router, prefix=prefix)
     app.include_router(history.router, prefix=prefix)
     app.include_router(home.router, prefix=prefix)
+    app.include_router(admin_models.router, prefix=prefix)
     app.include_router(admin_users.router, prefix=prefix)
     app.include_router(admin_audit.router, prefix=prefix)
     app.include_router(metrics.router)  # outside API_PREFIX, as Prometheus expects

@@ -13,6 +13,8 @@ OCUPREDICT_MAIL_DIR; not part of `make test` (pytest's testpaths is tests/).
 - The users and audit admin operations run again with an administrator's token (made by
   e2e/run.py with `ocupredict create-admin`), their {id} pinned to a doctor registered for
   the purpose, so that the 200 paths of disable / enable / role are fuzzed too.
+- The model registry's admin operations run with that administrator's token too: with
+  generated versions and with the active version.
 - The history operations run twice: once with generated ids (mostly 404), once with the
   id of a real prediction of that user, so the 200 paths (detail, image, feedback, ...)
   are fuzzed too; DELETE gets its own prediction.
@@ -117,21 +119,25 @@ def _prepare() -> tuple[dict[str, str], int, int]:
 AUTH_HEADERS, PREDICTION_ID, DELETABLE_ID = _prepare()
 
 
-def _prepare_admin() -> tuple[dict[str, str], int]:
-    """The administrator e2e/run.py created, and a doctor of its own to administer (the
-    admin run's {id}), so that disabling or demoting someone never hits the fuzz user."""
+def _prepare_admin() -> tuple[dict[str, str], int, str]:
+    """The administrator e2e/run.py created, a doctor of its own to administer (the
+    admin run's {id}), so that disabling or demoting someone never hits the fuzz user,
+    and the active model version (a real {version} for the model registry routes)."""
     form = {
         "username": os.environ["OCUPREDICT_ADMIN_EMAIL"],
         "password": os.environ["OCUPREDICT_ADMIN_PASSWORD"],
     }
     tokens = _expect(requests.post(f"{API}/auth/login", data=form, timeout=30), 200)
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     email = f"managed-{uuid.uuid4().hex[:10]}@example.com"
     body = {"email": email, "password": "managed-Password-0123", "name": "Dr. Managed"}
     managed = _expect(requests.post(f"{API}/auth/register", json=body, timeout=30), 201)
-    return {"Authorization": f"Bearer {tokens['access_token']}"}, int(managed["id"])
+    models = _expect(requests.get(f"{API}/admin/models", headers=headers, timeout=30), 200)
+    active = next(m["version"] for m in models if m["status"] == "active")
+    return headers, int(managed["id"]), active
 
 
-ADMIN_HEADERS, MANAGED_USER_ID = _prepare_admin()
+ADMIN_HEADERS, MANAGED_USER_ID, ACTIVE_VERSION = _prepare_admin()
 
 
 # --------------------------------------------------------------------------- schemas
@@ -176,6 +182,17 @@ as_admin = schemathesis.openapi.from_url(
 ).include(path_regex=r"/admin/(users|audit)")
 
 
+# The model registry as an administrator (the generic run above sends the doctor's token:
+# 403 there): once with generated versions (mostly 404), once with the active version.
+admin = schemathesis.openapi.from_url(
+    f"{BASE_URL}/openapi.json", config=_config(headers=ADMIN_HEADERS)
+).include(path_regex=r"/admin/models")
+admin_pinned = schemathesis.openapi.from_url(
+    f"{BASE_URL}/openapi.json",
+    config=_config(headers=ADMIN_HEADERS, parameters={"version": ACTIVE_VERSION}),
+).include(path_regex=r"/admin/models/\{version\}")
+
+
 def _run(case: schemathesis.Case, label: str) -> None:
     response = case.call_and_validate(checks=CHECKS, allow_redirects=False)
     CASES[label] += 1
@@ -210,6 +227,17 @@ def test_operation_on_own_prediction(case: schemathesis.Case) -> None:
 @pinned_delete.parametrize()
 def test_delete_own_prediction(case: schemathesis.Case) -> None:
     _run(case, f"{case.operation.label} [own id]")
+
+
+@admin_pinned.parametrize()
+def test_admin_operation_on_the_active_version(case: schemathesis.Case) -> None:
+    _run(case, f"{case.operation.label} [admin, active version]")
+
+
+@admin.parametrize()
+def test_model_registry_operation(case: schemathesis.Case) -> None:
+    # Before the users/audit run below, which may disable or demote accounts.
+    _run(case, f"{case.operation.label} [admin]")
 
 
 @as_admin.parametrize()

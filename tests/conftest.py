@@ -279,6 +279,9 @@ def base_settings(
         "aws_access_key_id": S3_TEST_KEY,
         "aws_secret_access_key": S3_TEST_KEY,
         "aws_region": S3_TEST_REGION,
+        # Apps of one run share the database: only those a test starts to follow the model
+        # registry (with a short MODEL_POLL_SECONDS) should act on another app's changes.
+        "model_poll_seconds": 300,
         # Argon2 at ~1 ms instead of ~150 ms per hash; production refuses such values.
         "password_hash_time_cost": 1,
         "password_hash_memory_kib": 1024,

@@ -96,6 +96,8 @@ async def add_prediction(
     data: bytes = b"",
     class_codes: list[str] | None = None,
     probabilities: list[float] | None = None,
+    probability: float = 0.7,
+    model_version: str = "0123456789ab",
     **extra: Any,
 ) -> Prediction:
     """One prediction row (no object in the store unless the caller puts one)."""
@@ -114,10 +116,10 @@ async def add_prediction(
         patient_ref=patient_ref,
         eye="left",
         predicted_class=predicted_class,
-        probability=0.7,
+        probability=probability,
         probabilities=probabilities or probabilities_for(predicted_class),
         class_codes=class_codes or CODES,
-        model_version="0123456789ab",
+        model_version=model_version,
         model_demo=True,
         backend="torch",
         inference_ms=12.5,

@@ -23,6 +23,7 @@ from app.errors import Forbidden, NotAuthenticated
 from app.inference import Classifier, ModelManifest
 from app.mail import Mailer
 from app.observability import set_user_id
+from app.registry.holder import ModelHolder
 from app.repositories import UserRepository
 from app.security import (
     InvalidAccessToken,
@@ -50,9 +51,17 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def get_classifier(request: Request) -> Classifier:
-    classifier: Classifier = request.app.state.classifier
-    return classifier
+async def get_model_holder(request: Request) -> ModelHolder:
+    holder: ModelHolder = request.app.state.models
+    return holder
+
+
+async def get_classifier(request: Request) -> AsyncIterator[Classifier]:
+    """The process's current classifier, leased for the request: a hot swap meanwhile
+    closes it only after the request is done (app.registry.holder)."""
+    holder: ModelHolder = request.app.state.models
+    with holder.lease() as classifier:
+        yield classifier
 
 
 async def get_storage(request: Request) -> ImageStore:
@@ -63,6 +72,7 @@ async def get_storage(request: Request) -> ImageStore:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[ImageStore, Depends(get_storage)]
 ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
+ModelHolderDep = Annotated[ModelHolder, Depends(get_model_holder)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 

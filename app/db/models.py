@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
+    Double,
     Float,
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
 )
@@ -120,6 +123,15 @@ class Prediction(Base):
         ),
         Index("ix_predictions_user_gradable", "user_id", "quality_gradable", "created_at", "id"),
         Index("ux_predictions_legacy_id", "legacy_id", unique=True),  # 0008_legacy_ids
+        Index(  # 0009_model_registry: the per-version metrics, from the index alone
+            "ix_predictions_version_metrics",
+            "model_version",
+            "created_at",
+            "feedback_verdict",
+            "predicted_class",
+            "feedback_correct_class",
+            "probability",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -159,6 +171,81 @@ class Prediction(Base):
     feedback_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # prediction_history.id in the earlier Flask back-end (`ocupredict import-legacy`).
     legacy_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class ModelVersion(Base):
+    """A registered set of weights (see alembic 0009_model_registry)."""
+
+    __tablename__ = "model_versions"
+
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)  # sha256[:12]
+    sha256: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(1024))  # s3://..., a path, "upload", "demo"
+    storage_key: Mapped[str | None] = mapped_column(String(255), nullable=True)  # models/...
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    demo: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(10))  # staged | active | retired
+    shadow_rate: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ModelRegistryState(Base):
+    """The single row (id 1) every process follows: the active and the shadow version."""
+
+    __tablename__ = "model_registry"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    active_version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"))
+    shadow_version: Mapped[str | None] = mapped_column(
+        ForeignKey("model_versions.version"), nullable=True
+    )
+    generation: Mapped[int] = mapped_column(Integer)  # compare-and-set on every change
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ShadowPrediction(Base):
+    """What a shadow version said about a live upload, apart from the served prediction."""
+
+    __tablename__ = "shadow_predictions"
+    __table_args__ = (
+        Index(
+            "ux_shadow_predictions_version_prediction",
+            "model_version",
+            "prediction_id",
+            unique=True,
+        ),
+        Index("ix_shadow_predictions_prediction", "prediction_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    prediction_id: Mapped[int] = mapped_column(ForeignKey("predictions.id", ondelete="CASCADE"))
+    model_version: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    predicted_class: Mapped[str] = mapped_column(String(64))
+    probability: Mapped[float] = mapped_column(Float)
+    probabilities: Mapped[list[Any]] = mapped_column(JSON)
+    inference_ms: Mapped[float] = mapped_column(Float)
+
+
+class ModelMetricsDaily(Base):
+    """Per version and UTC day, the count and summed confidence of each (predicted class,
+    verdict, confirmed class, confidence bin); kept by triggers on predictions (alembic
+    0009_model_registry). '' stands for "no feedback" / "class not given"."""
+
+    __tablename__ = "model_metrics_daily"
+
+    model_version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    predicted_class: Mapped[str] = mapped_column(String(64), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(10), primary_key=True)
+    correct_class: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bin: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+    sum_p: Mapped[float] = mapped_column(Double)
 
 
 class AuditEvent(Base):

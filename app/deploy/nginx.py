@@ -34,6 +34,8 @@ class NginxParams:
     user: str | None = None
     error_log: str | None = None  # default: runtime_dir/nginx-error.log
     access_log: str | None = None  # default: runtime_dir/nginx-access.log
+    model_max_upload_mb: int = 500  # POST {api_prefix}/admin/models (MODEL_MAX_UPLOAD_MB)
+    api_prefix: str = "/api/v1"
 
 
 def socket_path(socket_dir: Path, index: int) -> Path:
@@ -56,6 +58,8 @@ def render(params: NginxParams) -> str:
         "listen": params.listen,
         "max_body_bytes": str(params.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD),
         "max_upload_mb": str(params.max_upload_mb),
+        "model_max_body_bytes": str(params.model_max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD),
+        "api_prefix": params.api_prefix,
         "read_timeout": str(params.read_timeout_seconds),
     }
 
@@ -77,6 +81,8 @@ def compose_rendering() -> str:
             runtime_dir=COMPOSE_SOCKET_DIR,
             max_upload_mb=settings.max_upload_mb,
             keep_alive_seconds=settings.keep_alive_seconds,
+            model_max_upload_mb=settings.model_max_upload_mb,
+            api_prefix=settings.api_prefix,
             error_log="stderr",
             access_log="/dev/stdout",
         )

@@ -91,6 +91,8 @@ class Supervisor:
                 runtime_dir=self.socket_dir,
                 max_upload_mb=self.settings.max_upload_mb,
                 keep_alive_seconds=self.settings.keep_alive_seconds,
+                model_max_upload_mb=self.settings.model_max_upload_mb,
+                api_prefix=self.settings.api_prefix,
                 user=pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None,
             )
         )

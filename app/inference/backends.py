@@ -164,7 +164,7 @@ class OnnxBackend:
         if ort is None:
             raise ModelUnavailable("onnxruntime is not installed")
         onnx_providers(ort.get_available_providers(), device)  # refuse before any export
-        path = cache_dir / "onnx" / f"{weights_sha256}-{input_size}-opset{OPSET}.onnx"
+        path = onnx_cache_path(cache_dir, weights_sha256, input_size)
 
         def load(source: Path) -> OnnxBackend:
             return cls(source, threads=threads, all_cores=all_cores, device=device)
@@ -204,6 +204,16 @@ class OnnxBackend:
         error = float(np.abs(np.asarray(ours) - reference).max())
         if error > EXPORT_TOLERANCE:
             raise ModelUnavailable(f"ONNX export differs from torch by {error:.2e} in logits")
+
+
+def onnx_cache_path(cache_dir: Path, weights_sha256: str, input_size: int) -> Path:
+    """Where the ONNX export of these weights is cached (shared with model validation)."""
+    return cache_dir / "onnx" / f"{weights_sha256}-{input_size}-opset{OPSET}.onnx"
+
+
+def export_onnx(network: EyeDiseaseClassifier, path: Path, input_size: int) -> None:
+    """Export the network to an ONNX file (batch axis dynamic); blocking."""
+    _export(network, path, input_size)
 
 
 def create_backend(

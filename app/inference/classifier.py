@@ -23,9 +23,15 @@ from app.inference.batcher import MicroBatcher
 from app.inference.errors import ModelUnavailable
 from app.inference.explain import Explainer
 from app.inference.manifest import ModelManifest
-from app.inference.weights import WeightsInfo, load_weights
+from app.inference.weights import LoadedWeights, WeightsInfo, load_weights
 
-__all__ = ["Classification", "Classifier", "ModelUnavailable", "build_classifier"]
+__all__ = [
+    "Classification",
+    "Classifier",
+    "ModelUnavailable",
+    "build_classifier",
+    "classifier_from",
+]
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +162,11 @@ async def build_classifier(settings: Settings) -> Classifier:
 
     Raises ModelUnavailable when the model cannot be served.
     """
-    loaded = await load_weights(settings)
+    return await classifier_from(settings, await load_weights(settings))
+
+
+async def classifier_from(settings: Settings, loaded: LoadedWeights) -> Classifier:
+    """Build the backend for loaded weights and warm up; blocking work runs in threads."""
     # Copied before the backend takes the network (to a GPU, or into an ONNX export).
     explainer = await asyncio.to_thread(Explainer.for_classifier, loaded.network, loaded.manifest)
     workers, threads = thread_plan(settings)

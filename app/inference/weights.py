@@ -63,11 +63,15 @@ class LoadedWeights:
 
 async def load_weights(settings: Settings) -> LoadedWeights:
     """Resolve settings.resolved_model_source to a verified network; ModelUnavailable if not."""
-    source = settings.resolved_model_source
+    return await load_source(settings, settings.resolved_model_source)
+
+
+async def load_source(settings: Settings, source: str | None) -> LoadedWeights:
+    """As load_weights, for any source: s3://bucket/key, a path, or None (demo weights)."""
     if source is None:
         if settings.is_production:
             raise ModelUnavailable("no MODEL_SOURCE: demo weights are refused in production")
-        return await asyncio.to_thread(_demo_weights)
+        return await asyncio.to_thread(demo_weights)
     if source.startswith("s3://"):
         return await _s3_weights(settings, source)
     return await asyncio.to_thread(_local_weights, Path(source))
@@ -88,7 +92,7 @@ def manifest_path(weights: PurePosixPath | Path) -> str:
     return str(weights.with_suffix(".json") if weights.suffix else f"{weights}.json")
 
 
-def _demo_weights() -> LoadedWeights:
+def demo_weights() -> LoadedWeights:
     manifest = DEFAULT_MANIFEST
     state = seeded_state_dict(manifest.num_classes, DEMO_SEED)
     info = WeightsInfo(
@@ -116,11 +120,23 @@ def _local_weights(path: Path) -> LoadedWeights:
     return LoadedWeights(info, manifest, network)
 
 
+def weights_from_bytes(data: bytes, manifest: ModelManifest, source: str) -> LoadedWeights:
+    """Strict load of a state dict held in memory (blocking: call it in a thread)."""
+    network, sha256 = load_bytes(data, manifest, source)
+    info = WeightsInfo(source=source, path=None, sha256=sha256, demo=False, downloaded=False)
+    return LoadedWeights(info, manifest, network)
+
+
 def _load_file(
     path: Path, manifest: ModelManifest, source: str
 ) -> tuple[EyeDiseaseClassifier, str]:
-    """Strict load of a state dict file; the bytes hashed are the bytes loaded."""
-    data = path.read_bytes()
+    return load_bytes(path.read_bytes(), manifest, source)
+
+
+def load_bytes(
+    data: bytes, manifest: ModelManifest, source: str
+) -> tuple[EyeDiseaseClassifier, str]:
+    """Strict load of a state dict file's bytes; the bytes hashed are the bytes loaded."""
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         network = load_network(state, manifest.num_classes)
@@ -205,6 +221,32 @@ async def _verified(
         source=source, path=Path(final_path), sha256=sha256, demo=False, downloaded=downloaded
     )
     return LoadedWeights(info, manifest, network)
+
+
+async def fetch_s3_model(
+    settings: Settings, source: str, *, max_bytes: int
+) -> tuple[bytes, ModelManifest]:
+    """The bytes of s3://bucket/key and its manifest (key.json, else the default), unverified.
+
+    ModelUnavailable when the object is missing, larger than max_bytes, or unreachable.
+    """
+    bucket, _, key = source.removeprefix("s3://").partition("/")
+    if not source.startswith("s3://") or not bucket or not key:
+        raise ModelUnavailable(f"{source!r} is not s3://bucket/key")
+    try:
+        async with aioboto3.Session().client("s3", **s3_client_kwargs(settings)) as s3:
+            head = await s3.head_object(Bucket=bucket, Key=key)
+            if int(head["ContentLength"]) > max_bytes:
+                raise ModelUnavailable(f"{source} is larger than {max_bytes} bytes")
+            response = await s3.get_object(Bucket=bucket, Key=key, IfMatch=head["ETag"])
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+            manifest = await _s3_manifest(s3, bucket, manifest_path(PurePosixPath(key)))
+    except (BotoCoreError, ClientError) as exc:
+        if isinstance(exc, ClientError) and is_not_found(exc):
+            raise ModelUnavailable(f"model weights not found: {source}") from exc
+        raise ModelUnavailable(f"cannot fetch model weights {source}: {exc}") from exc
+    return data, manifest
 
 
 async def _s3_manifest(s3: Any, bucket: str, key: str) -> ModelManifest:

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +25,7 @@ from app.db.base import utcnow
 from app.db.models import Prediction, User
 from app.errors import AppError, FileTooLarge, InvalidImage, ModelUnavailableError
 from app.inference import Classifier, DecodedImage, ImageRejected, ModelUnavailable, decode_upload
+from app.inference.arrays import FloatArray
 from app.repositories.predictions import PredictionRepository
 from app.storage import ImageStore, new_image_key
 
@@ -85,7 +87,10 @@ async def create_prediction(
     storage: ImageStore,
     classifier: Classifier,
     settings: Settings,
+    after_commit: Callable[[Prediction, FloatArray, bytes], None] | None = None,
 ) -> Prediction:
+    """`after_commit(row, model input, upload bytes)` runs once the row is stored (the
+    shadow evaluation hooks in there)."""
     if not upload.data:
         raise InvalidImage("The file is empty.")
     if len(upload.data) > settings.max_upload_bytes:
@@ -155,6 +160,8 @@ async def create_prediction(
         if await _row_committed(session, key) is False:
             await _discard_object(storage, key)
         raise
+    if after_commit is not None:
+        after_commit(row, decoded.array, upload.data)
     metrics.PREDICTIONS.labels(row.predicted_class, row.model_version).inc()
     return row
 

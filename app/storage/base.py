@@ -24,6 +24,12 @@ _KEY_RE = re.compile(
     r"images/[0-9]{4}/(?:0[1-9]|1[0-2])/[0-9a-f]{32}\.(?:jpg|png)(?:\.heatmap-[0-9a-f]{16}\.png)?"
 )
 _DERIVED = ".heatmap-"
+# Model registry files: models/{version}.pth (weights) and models/{version}.json (manifest).
+_MODEL_KEY_RE = re.compile(r"models/[0-9a-f]{12}\.(?:pth|json)")
+MODEL_CONTENT_TYPES: dict[str, str] = {
+    "pth": "application/octet-stream",
+    "json": "application/json",
+}
 
 
 class StorageUnavailable(Exception):
@@ -115,14 +121,23 @@ def is_image_key(key: str) -> bool:
     return _KEY_RE.fullmatch(key) is not None
 
 
+def model_key(version: str, extension: str) -> str:
+    """models/{version}.pth or .json: where the registry keeps a version's files."""
+    key = f"models/{version}.{extension}"
+    if _MODEL_KEY_RE.fullmatch(key) is None:
+        raise InvalidImageKey("invalid model key")
+    return key
+
+
 def validate_key(key: str) -> str:
-    if not isinstance(key, str) or not is_image_key(key):
+    if not isinstance(key, str) or not (is_image_key(key) or _MODEL_KEY_RE.fullmatch(key)):
         raise InvalidImageKey("invalid image key")
     return key
 
 
 def content_type_for_key(key: str) -> str:
-    return CONTENT_TYPES[validate_key(key).rsplit(".", 1)[1]]
+    extension = validate_key(key).rsplit(".", 1)[1]
+    return CONTENT_TYPES.get(extension) or MODEL_CONTENT_TYPES[extension]
 
 
 def check_content_type(key: str, content_type: str) -> None:

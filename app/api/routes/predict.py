@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile, status
+from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, UploadFile, status
 
 from app.api.deps import (
     BaseUrl,
     ClassifierDep,
     CurrentUser,
+    ModelHolderDep,
     SessionDep,
     SettingsDep,
     StorageDep,
@@ -67,6 +68,8 @@ async def create(
     storage: StorageDep,
     classifier: ClassifierDep,
     settings: SettingsDep,
+    models: ModelHolderDep,
+    tasks: BackgroundTasks,
     file: Annotated[UploadFile, File(description="The eye photograph (JPEG or PNG)")],
     patient_ref: Annotated[
         str | None,
@@ -88,6 +91,7 @@ async def create(
         storage=storage,
         classifier=classifier,
         settings=settings,
+        after_commit=models.shadow_hook(tasks, classifier),
     )
     return await prediction_detail(
         row, storage, settings, classifier.manifest, user.locale, base_url

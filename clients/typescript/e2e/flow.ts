@@ -2,8 +2,9 @@
  * The whole front-end journey through the generated client, against a live server:
  * register -> verify with the emailed code -> log in -> upload a JPEG to /predict ->
  * list history -> read the detail -> fetch the image through image_url -> set feedback ->
- * read stats -> my activity -> refresh -> log out; then an administrator reads the
- * audit trail of that prediction and disables the account. Every call must answer the
+ * read stats -> (as an administrator) the model registry and the served version's
+ * metrics -> my activity -> refresh -> log out; then an administrator reads the audit
+ * trail of that prediction and disables the account. Every call must answer the
  * status the contract promises; anything else fails the run (exit code 1).
  *
  * Environment: OCUPREDICT_URL, OCUPREDICT_MAIL_DIR, OCUPREDICT_E2E_JPEG,
@@ -168,6 +169,39 @@ run('e2e flow', async () => {
   check(stats.mine.total === 1 && stats.mine.with_feedback === 1, `mine ${JSON.stringify(stats.mine)}`);
   check(stats.mine.correct === 0 && stats.mine.correct_pct === 0, 'the one verdict is incorrect');
   check(stats.overall.total >= 1, 'overall counts everyone');
+
+  console.log('model registry');
+  await expectError('admin.listModels (a doctor)', Admin.listModels(), 403, 'FORBIDDEN');
+  const { data: adminLogin } = await expectStatus(
+    'auth.login (administrator)',
+    Auth.login({
+      body: { username: env('OCUPREDICT_ADMIN_EMAIL'), password: env('OCUPREDICT_ADMIN_PASSWORD') },
+    }),
+    200,
+  );
+  useAccessToken(adminLogin.access_token);
+  const { data: models } = await expectStatus('admin.listModels', Admin.listModels(), 200);
+  const active = models.find((m) => m.status === 'active');
+  check(active && active.version === prediction.model.version, 'the served version is active');
+  const { data: metrics } = await expectStatus(
+    'admin.modelMetrics',
+    Admin.modelMetrics({ path: { version: active.version } }),
+    200,
+  );
+  check(metrics.predictions >= 1 && metrics.with_feedback >= 1, `metrics ${JSON.stringify(metrics)}`);
+  check(
+    metrics.confusion.some(
+      (c) => c.predicted === prediction.result.class_code && c.confirmed === other.class_code,
+    ),
+    'the correction is in the confusion matrix',
+  );
+  await expectError(
+    'admin.retireModel (the active one)',
+    Admin.retireModel({ path: { version: active.version } }),
+    409,
+    'MODEL_ACTIVE',
+  );
+  useAccessToken(login.access_token);
 
   console.log('my activity; admin routes refused');
   const { data: activity } = await expectStatus('auth.myActivity', Auth.myActivity(), 200);
