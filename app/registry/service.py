@@ -37,6 +37,7 @@ from app.registry.validation import validate_model
 from app.repositories.models import ModelRepository, Pointer
 from app.schemas.admin_models import MetricsQuery
 from app.schemas.history import zone
+from app.services import audit
 from app.services.history import resolve_date_bounds
 from app.storage import ImageNotFound, ImageStore, StorageUnavailable, model_key
 
@@ -121,6 +122,13 @@ class RegistryService:
         )
         try:
             await self.repo.add(row)
+            await audit.record(
+                self.session,
+                "model.register",
+                actor=user,
+                target=("model", version),
+                new={"source": source, "status": "staged"},
+            )
             await self.session.commit()
         except IntegrityError as exc:  # registered concurrently: same bytes, same objects
             await self.session.rollback()
@@ -142,7 +150,7 @@ class RegistryService:
             raise ModelUnavailableError("The model registry is not initialized")
         return pointer
 
-    async def activate(self, version: str) -> ModelVersion:
+    async def activate(self, version: str, user: User) -> ModelVersion:
         row = await self.read(version)
         if row.status == "retired":
             raise ModelRetired()
@@ -154,6 +162,15 @@ class RegistryService:
             if changed and not await self.repo.activate(version, pointer, utcnow()):
                 await self.session.rollback()
                 raise _busy()
+            if changed:  # re-activating the active version changes nothing: no event
+                await audit.record(
+                    self.session,
+                    "model.activate",
+                    actor=user,
+                    target=("model", version),
+                    old={"active": pointer.active_version},
+                    new={"active": version},
+                )
             await self.session.commit()
 
         try:
@@ -166,14 +183,23 @@ class RegistryService:
         self.holder.refresh()
         return await self._reread(version)
 
-    async def retire(self, version: str) -> ModelVersion:
+    async def retire(self, version: str, user: User) -> ModelVersion:
         row = await self.read(version)
         if row.status == "active":
             raise ModelActive()
         if row.status != "retired":
+            before = row.status
             if not await self.repo.retire(version, await self._pointer(), utcnow()):
                 await self.session.rollback()
                 raise _busy()
+            await audit.record(
+                self.session,
+                "model.retire",
+                actor=user,
+                target=("model", version),
+                old={"status": before},
+                new={"status": "retired"},
+            )
             await self.session.commit()
             self.holder.refresh()
         return await self._reread(version)

@@ -167,9 +167,17 @@ class HistoryService:
         row = await self._owned(prediction_id, user)
         # No pooled connection stays checked out while the heatmap is computed.
         await self.session.commit()
-        return await heatmap_png(
+        png = await heatmap_png(
             row, class_code, storage=self.storage, classifier=classifier, settings=self.settings
         )
+        # Served: a view, recorded like the detail and the image views.
+        self.views.add(
+            "prediction.heatmap_view",
+            actor=user,
+            target=_target(row),
+            new={"class_code": class_code or row.predicted_class},
+        )
+        return png
 
     async def _owned(self, prediction_id: int, user: User) -> PredictionRow:
         row = await self.repo.get_owned(prediction_id, user.id)

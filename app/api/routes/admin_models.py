@@ -187,8 +187,9 @@ async def read_model(version: Version, _: AdminUser, service: RegistryDep) -> Mo
         "could not be loaded; nothing changed)."
     ),
 )
-async def activate_model(version: Version, _: AdminUser, service: RegistryDep) -> ModelVersion:
-    return ModelVersion.model_validate(await service.activate(version), from_attributes=True)
+async def activate_model(version: Version, admin: AdminUser, service: RegistryDep) -> ModelVersion:
+    row = await service.activate(version, admin)
+    return ModelVersion.model_validate(row, from_attributes=True)
 
 
 @router.post(
@@ -198,8 +199,9 @@ async def activate_model(version: Version, _: AdminUser, service: RegistryDep) -
     summary="Retire a version (not the active one)",
     description="Errors: 409 MODEL_ACTIVE (activate another version first), 409 REGISTRY_BUSY.",
 )
-async def retire_model(version: Version, _: AdminUser, service: RegistryDep) -> ModelVersion:
-    return ModelVersion.model_validate(await service.retire(version), from_attributes=True)
+async def retire_model(version: Version, admin: AdminUser, service: RegistryDep) -> ModelVersion:
+    row = await service.retire(version, admin)
+    return ModelVersion.model_validate(row, from_attributes=True)
 
 
 @router.put(
