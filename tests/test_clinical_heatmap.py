@@ -120,7 +120,7 @@ async def test_heatmap_route_caches_and_is_owner_only(client: httpx.AsyncClient)
     doctor, other = await make_doctor(app), await make_doctor(app)
     body = await upload(client, doctor.headers)
     url = f"/api/v1/history/{body['id']}/heatmap"
-    explained = app.state.classifier.explainer
+    explained = app.state.models.current.explainer
     before = explained.computed
 
     first = await client.get(url, headers=doctor.headers)
@@ -172,7 +172,7 @@ async def test_another_model_versions_prediction_is_409(client: httpx.AsyncClien
     app = app_of(client)
     doctor = await make_doctor(app)
     row = await add_prediction(app, doctor.id)  # made by model 0123456789ab
-    assert app.state.classifier.version != row.model_version
+    assert app.state.models.current.version != row.model_version
     response = await client.get(f"/api/v1/history/{row.id}/heatmap", headers=doctor.headers)
     assert response.status_code == 409
     assert response.json()["code"] == "MODEL_VERSION_GONE"
