@@ -1,25 +1,27 @@
 /**
- * The whole front-end journey through the generated client, against a live server:
- * register -> verify with the emailed code -> log in -> upload a JPEG to /predict ->
- * list history -> read the detail -> fetch the image through image_url -> set feedback ->
- * read stats -> refresh -> log out. Every call must answer the status the contract
- * promises; anything else fails the run (exit code 1).
+ * The whole front-end journey through @ocupredict/client (installed from its npm pack
+ * tarball), against a live server: register -> verify with the emailed code -> log in ->
+ * upload a JPEG and a PNG to /predict -> list history -> read the detail -> fetch the
+ * image through image_url -> set feedback -> read stats -> the package's refresh on 401
+ * -> refresh -> log out. Every call must answer the status the contract promises;
+ * anything else fails the run (exit code 1).
  *
- * Environment: OCUPREDICT_URL, OCUPREDICT_MAIL_DIR, OCUPREDICT_E2E_JPEG (see e2e/run.py).
+ * Environment: OCUPREDICT_URL, OCUPREDICT_MAIL_DIR, OCUPREDICT_E2E_JPEG,
+ * OCUPREDICT_E2E_PNG (see e2e/run.py).
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import { Auth, Health, History, Home, Predict } from '../src/client/index.js';
+import { Auth, Health, History, Home, Predict } from '@ocupredict/client';
 import {
   check,
   env,
   expectError,
   expectStatus,
   run,
+  tokens,
   uniqueEmail,
-  useAccessToken,
   verifiedAccount,
 } from './support.js';
 
@@ -50,7 +52,7 @@ run('e2e flow', async () => {
     200,
   );
   check(login.token_type === 'bearer' && login.expires_in > 0, 'a bearer token pair');
-  useAccessToken(login.access_token);
+  tokens.set(login);
   const { data: me } = await expectStatus('auth.readMe', Auth.readMe(), 200);
   check(me.email === email && me.is_verified && me.locale === 'en', `me ${JSON.stringify(me)}`);
 
@@ -79,14 +81,32 @@ run('e2e flow', async () => {
     `      ${prediction.result.class_code} (${prediction.result.label}) ` +
       `p=${prediction.result.probability.toFixed(3)} in ${prediction.inference_ms.toFixed(1)} ms`,
   );
+  const png = new Uint8Array(await readFile(env('OCUPREDICT_E2E_PNG')));
+  const { data: fromPng } = await expectStatus(
+    'predict.create (PNG)',
+    Predict.create({ body: { file: new Blob([png], { type: 'image/png' }) } }),
+    201,
+  );
+  check(fromPng.image.content_type === 'image/png', 'stored as image/png');
+  check(fromPng.image.sha256 === sha256(png), 'sha256 of the PNG upload');
+  check(fromPng.eye === 'unknown' && fromPng.patient_ref === null, 'form defaults');
+  await expectError(
+    'predict.create (not an image)',
+    Predict.create({ body: { file: new Blob(['plain text'], { type: 'image/jpeg' }) } }),
+    415,
+    'UNSUPPORTED_MEDIA_TYPE',
+  );
 
   console.log('history');
   const { data: page } = await expectStatus(
     'history.list',
-    History.list({ query: { page: 1, page_size: 10, sort: 'created_at', order: 'desc' } }),
+    History.list({ query: { page: 1, page_size: 10, sort: 'created_at', order: 'asc' } }),
     200,
   );
-  check(page.total === 1 && page.items[0]?.id === prediction.id, `page ${JSON.stringify(page)}`);
+  check(
+    page.total === 2 && page.items[0]?.id === prediction.id && page.items[1]?.id === fromPng.id,
+    `page ${JSON.stringify(page)}`,
+  );
   const { data: found } = await expectStatus(
     'history.list (q=E2E)',
     History.list({ query: { q: 'E2E', feedback: 'none' } }),
@@ -137,18 +157,22 @@ run('e2e flow', async () => {
     Home.stats({ query: { range: 'week', tz: 'UTC' } }),
     200,
   );
-  check(stats.mine.total === 1 && stats.mine.with_feedback === 1, `mine ${JSON.stringify(stats.mine)}`);
+  check(stats.mine.total === 2 && stats.mine.with_feedback === 1, `mine ${JSON.stringify(stats.mine)}`);
   check(stats.mine.correct === 0 && stats.mine.correct_pct === 0, 'the one verdict is incorrect');
   check(stats.overall.total >= 1, 'overall counts everyone');
 
-  console.log('refresh, log out');
+  console.log('refresh on 401 (the package), refresh, log out');
+  tokens.set({ ...login, access_token: 'not-a-valid-access-token' });
+  await expectStatus('auth.readMe (bad access token, refreshed by the package)', Auth.readMe(), 200);
+  const renewed = tokens.get();
+  check(renewed && renewed.refresh_token !== login.refresh_token, 'the package stored a new pair');
   const { data: refreshed } = await expectStatus(
     'auth.refresh',
-    Auth.refresh({ body: { refresh_token: login.refresh_token } }),
+    Auth.refresh({ body: { refresh_token: renewed.refresh_token } }),
     200,
   );
-  check(refreshed.refresh_token !== login.refresh_token, 'a new refresh token');
-  useAccessToken(refreshed.access_token);
+  check(refreshed.refresh_token !== renewed.refresh_token, 'a new refresh token');
+  tokens.set(refreshed);
   await expectStatus('auth.readMe (new access token)', Auth.readMe(), 200);
   await expectStatus(
     'auth.logout',
@@ -162,4 +186,5 @@ run('e2e flow', async () => {
     'INVALID_TOKEN',
   );
   await expectError('auth.readMe (ended session)', Auth.readMe(), 401, 'NOT_AUTHENTICATED');
+  check(tokens.get() === undefined, 'the refused refresh cleared the token store');
 });
