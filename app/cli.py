@@ -1,4 +1,5 @@
-"""The `ocupredict` console script: serve, migrate, create-admin, sweep-images, openapi."""
+"""The `ocupredict` console script: serve, serve-nginx, migrate, create-admin, sweep-images,
+openapi."""
 
 from __future__ import annotations
 
@@ -44,8 +45,22 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         workers=workers,
         proxy_headers=False,  # client IPs come from TRUSTED_PROXIES handling in the app
         log_level=settings.log_level.lower(),
+        timeout_keep_alive=settings.keep_alive_seconds,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
     )
     return 0
+
+
+def cmd_serve_nginx(settings: Settings, args: argparse.Namespace) -> int:
+    import tempfile
+
+    from app.deploy.supervisor import Supervisor
+    from app.observability import configure_logging
+
+    configure_logging(settings.log_level, settings.json_logs)
+    socket_dir = Path(args.socket_dir or tempfile.mkdtemp(prefix="ocupredict-run-")).resolve()
+    supervisor = Supervisor(settings, args.processes, args.host, args.port, socket_dir)
+    return supervisor.run()
 
 
 def cmd_openapi(settings: Settings, args: argparse.Namespace) -> int:
@@ -153,6 +168,13 @@ async def _sweep_images(settings: Settings, older_than_hours: float, dry_run: bo
     return 0 if report.failed == 0 else 1
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError("must be between 1 and 64")
+    return value
+
+
 def _positive_hours(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -171,6 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="worker processes (default: WEB_WORKERS or 1)"
     )
     serve.set_defaults(func=cmd_serve)
+
+    nginx = sub.add_parser(
+        "serve-nginx", help="run nginx in front of N single-process uvicorns (foreground)"
+    )
+    nginx.add_argument("--processes", type=_positive_int, default=2)
+    nginx.add_argument("--host", default="127.0.0.1")
+    nginx.add_argument("--port", type=int, default=8080)
+    nginx.add_argument(
+        "--socket-dir",
+        default=None,
+        help="Unix sockets, nginx's config, pid and temp files, metrics (default: a new "
+        "temporary directory)",
+    )
+    nginx.set_defaults(func=cmd_serve_nginx)
 
     migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade)")
     migrate.add_argument("revision", nargs="?", default="head")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import available_timezones
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105 - refused in production
@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     api_prefix: str = "/api/v1"
     log_level: str = "INFO"
+    # text (readable) or json (one object a line, for log search); auto: json in production
+    log_format: Literal["auto", "text", "json"] = "auto"
 
     # Database
     database_url: str = "sqlite+aiosqlite:///./var/ocupredict.db"
@@ -120,19 +122,31 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = []
     trusted_proxies: Annotated[list[str], NoDecode] = []
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    # Operations. GET /metrics answers only these addresses (IPs or CIDRs; the socket peer,
+    # or the client named by a trusted proxy); a Unix-socket peer counts as 127.0.0.1.
+    metrics_allowed: Annotated[list[str], NoDecode] = ["127.0.0.1/32", "::1/128"]
+    # This process's index 0..N-1 among the processes behind one proxy (serve-nginx sets it).
+    process_index: int = Field(0, ge=0, le=63)
+    # On SIGTERM: at most this long for in-flight requests and queued images to finish
+    # (uvicorn's --timeout-graceful-shutdown, which otherwise waits forever).
+    shutdown_timeout_seconds: float = Field(30, ge=1, le=600)
+    # uvicorn's keep-alive; longer than the proxy's upstream keep-alive (no 502 races).
+    keep_alive_seconds: int = Field(75, ge=1, le=3600)
+
+    @field_validator("cors_origins", "trusted_proxies", "metrics_allowed", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "metrics_allowed")
     @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
+    def _networks(cls, value: list[str], info: ValidationInfo) -> list[str]:
         for item in value:
             try:
                 ip_network(item, strict=False)
             except ValueError as exc:
-                raise ValueError(f"TRUSTED_PROXIES: {item!r} is not an IP or CIDR") from exc
+                name = (info.field_name or "").upper()
+                raise ValueError(f"{name}: {item!r} is not an IP or CIDR") from exc
         return value
 
     @field_validator("default_timezone")
@@ -147,6 +161,10 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json" or (self.log_format == "auto" and self.is_production)
 
     @property
     def max_upload_bytes(self) -> int:

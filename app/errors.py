@@ -207,3 +207,19 @@ class StorageUnavailableError(KnownError):
     status_code = 503
     code = "STORAGE_UNAVAILABLE"
     message = "The image store is unavailable; try again"
+
+
+class DatabaseUnavailable(KnownError):
+    """The database refused or dropped the connection (restart, failover); retry."""
+
+    status_code = 503
+    code = "DATABASE_UNAVAILABLE"
+    message = "The database is unavailable; try again"
+
+
+class ShuttingDown(KnownError):
+    """The process drains on SIGTERM: it takes no new upload (nothing was stored)."""
+
+    status_code = 503
+    code = "SHUTTING_DOWN"
+    message = "The service is shutting down; try again"

@@ -18,15 +18,17 @@ from fastapi_offline import FastAPIOffline
 
 from app.api.errors import install_error_handlers
 from app.api.openapi import customise_openapi
-from app.api.routes import auth, health, history, home, predict
+from app.api.routes import auth, health, history, home, metrics, predict
 from app.api.upload_limit import UploadLimitMiddleware
 from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
 from app.inference import build_classifier
 from app.mail import build_mailer
+from app.metrics import publish_info
 from app.observability import RequestIdMiddleware, configure_logging
 from app.security import Passwords
 from app.services.stats import TotalsCache
+from app.shutdown import DrainGate
 from app.storage import build_image_store
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(classifier.close)
         app.state.classifier = classifier
         app.state.totals_cache = TotalsCache()
-        log.info("ocupredict started (environment=%s)", settings.environment)
+        publish_info(
+            app_version=app.version,
+            model_version=classifier.version,
+            backend=classifier.backend_name,
+            demo=classifier.demo,
+            process=settings.process_index,
+        )
+        log.info(
+            "ocupredict started (environment=%s, process=%d)",
+            settings.environment,
+            settings.process_index,
+        )
         yield
     log.info("ocupredict stopped")
 
@@ -66,7 +79,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.check_production()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.json_logs)
 
     # Swagger UI and ReDoc served from the package, not a CDN: /docs works on a closed
     # hospital network too.
@@ -84,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_parameters={"persistAuthorization": True},
     )
     app.state.settings = settings
+    app.state.drain = DrainGate()  # app/deploy/worker.py closes it on SIGTERM
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -100,12 +114,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         paths={f"{prefix}/predict"},
         max_file_bytes=settings.max_upload_bytes,
     )
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, process=settings.process_index)
 
     app.include_router(health.router, prefix=prefix)
     app.include_router(auth.router, prefix=prefix)
     app.include_router(predict.router, prefix=prefix)
     app.include_router(history.router, prefix=prefix)
     app.include_router(home.router, prefix=prefix)
+    app.include_router(metrics.router)  # outside API_PREFIX, as Prometheus expects
     customise_openapi(app, token_url=f"{prefix}/auth/login")
     return app

@@ -1,20 +1,36 @@
-"""Logging with the request id on every line, and the middleware that sets it."""
+"""Logging with the request id (and user id) on every line, and the middleware that sets
+them and writes one access line per request.
+
+Development logs readable text; production (or LOG_FORMAT=json) one JSON object a line
+(python-json-logger) with time, level, logger, message, request_id, user_id and, on the
+access line, method, route, status and latency_ms. Paths are logged as route templates,
+never with their query strings (a signed image URL carries its signature there).
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from contextvars import ContextVar
 from typing import Any
 
+from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.metrics import observe_http
+
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+# A mutable per-request holder: the auth dependency fills in the user id, the middleware
+# that created it reads it back for the access line (a ContextVar set deeper down would
+# not be seen up here).
+request_info_var: ContextVar[dict[str, Any] | None] = ContextVar("request_info", default=None)
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
-
+JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(user_id)s"
+access_log = logging.getLogger("ocupredict.access")
 
 _base_factory = logging.getLogRecordFactory()
 
@@ -22,26 +38,49 @@ _base_factory = logging.getLogRecordFactory()
 def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
     record = _base_factory(*args, **kwargs)
     record.request_id = request_id_var.get()
+    info = request_info_var.get()
+    record.user_id = info.get("user_id") if info else None
     return record
 
 
-def configure_logging(level: str) -> None:
+def make_formatter(json_logs: bool) -> logging.Formatter:
+    if json_logs:
+        return JsonFormatter(
+            JSON_FIELDS,
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            datefmt="%Y-%m-%dT%H:%M:%S%z",
+        )
+    return logging.Formatter(LOG_FORMAT)
+
+
+def configure_logging(level: str, json_logs: bool = False) -> None:
     """Every record carries `request_id`, whichever handler (ours, uvicorn's, pytest's)."""
     logging.setLogRecordFactory(_record_with_request_id)
     root = logging.getLogger()
-    if not any(getattr(h, "_ocupredict", False) for h in root.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    ours = [h for h in root.handlers if getattr(h, "_ocupredict", False)]
+    if not ours:
+        handler: logging.Handler = logging.StreamHandler()
         handler._ocupredict = True  # type: ignore[attr-defined]
         root.addHandler(handler)
+        ours = [handler]
+    for handler in ours:
+        handler.setFormatter(make_formatter(json_logs))
     root.setLevel(level.upper())
 
 
-class RequestIdMiddleware:
-    """Takes a well-formed X-Request-ID from the client or makes one; echoes it back."""
+def set_user_id(user_id: int) -> None:
+    info = request_info_var.get()
+    if info is not None:
+        info["user_id"] = user_id
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class RequestIdMiddleware:
+    """Takes a well-formed X-Request-ID from the client (or nginx) or makes one; echoes
+    it back; logs one access line and counts the request in the metrics."""
+
+    def __init__(self, app: ASGIApp, *, process: int = 0) -> None:
         self.app = app
+        self.process = str(process)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,9 +94,14 @@ class RequestIdMiddleware:
         request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
+        info_token = request_info_var.set({})
+        started = time.perf_counter()
+        status = 500
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = int(message["status"])
                 headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
@@ -66,4 +110,29 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            method, route = scope.get("method", ""), route_template(scope)
+            observe_http(method, route, status, self.process, seconds)
+            access_log.info(
+                "%s %s %d",
+                method,
+                route,
+                status,
+                extra={
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "latency_ms": round(seconds * 1000, 2),
+                },
+            )
+            request_info_var.reset(info_token)
             request_id_var.reset(token)
+
+
+def route_template(scope: Scope) -> str:
+    """The path template of the route that handled the request (after it ran):
+    /api/v1/history/{prediction_id}, never the raw path (unbounded label values, query
+    strings); requests no route matched share one name."""
+    route = scope.get("route")
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(path) if path else "unmatched"

@@ -147,7 +147,12 @@ def test_login_documents_its_four_codes(schema: dict[str, Any]) -> None:
     }
     predict = schema["paths"]["/api/v1/predict"]["post"]["responses"]
     assert _error_codes(schema, predict["422"]) == ["INVALID_IMAGE", "VALIDATION_ERROR"]
-    assert _error_codes(schema, predict["503"]) == ["MODEL_UNAVAILABLE", "STORAGE_UNAVAILABLE"]
+    assert _error_codes(schema, predict["503"]) == [
+        "DATABASE_UNAVAILABLE",
+        "MODEL_UNAVAILABLE",
+        "SHUTTING_DOWN",
+        "STORAGE_UNAVAILABLE",
+    ]
 
 
 def test_routes_declare_the_errors_they_can_answer(schema: dict[str, Any]) -> None:

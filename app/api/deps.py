@@ -22,6 +22,7 @@ from app.db.session import SessionFactory
 from app.errors import Forbidden, NotAuthenticated
 from app.inference import Classifier, ModelManifest
 from app.mail import Mailer
+from app.observability import set_user_id
 from app.repositories import UserRepository
 from app.security import (
     InvalidAccessToken,
@@ -33,6 +34,7 @@ from app.security import (
 from app.services.auth import AuthService
 from app.services.notify import CodeMailer
 from app.services.stats import TotalsCache
+from app.shutdown import DrainGate
 from app.storage import ImageStore
 
 
@@ -88,13 +90,16 @@ async def get_passwords(request: Request) -> Passwords:
 
 
 async def get_client_ip(request: Request, settings: SettingsDep) -> str:
-    """The socket peer; X-Forwarded-For only counts when the peer is in TRUSTED_PROXIES."""
+    """The socket peer; X-Forwarded-For only counts when the peer is in TRUSTED_PROXIES.
+    A Unix-socket peer (nginx on this host, serve-nginx) has no address: it is local."""
     return resolve_client_ip(
-        request.client.host if request.client else None,
+        request.client.host if request.client else UNIX_SOCKET_PEER,
         request.headers.getlist("x-forwarded-for"),
         trusted_networks(tuple(settings.trusted_proxies)),
     )
 
+
+UNIX_SOCKET_PEER = "127.0.0.1"
 
 MailerDep = Annotated[Mailer, Depends(get_mailer)]
 PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
@@ -122,6 +127,7 @@ async def get_auth_context(
     user = await UserRepository(session).get_with_live_session(claims.user_id, claims.session_id)
     if user is None:  # user deleted, or the session was logged out / revoked
         raise NotAuthenticated()
+    set_user_id(user.id)  # for the log lines of this request
     return AuthContext(user=user, session_id=claims.session_id)
 
 
@@ -142,6 +148,20 @@ async def get_admin_user(user: CurrentUser) -> User:
 
 
 AdminUser = Annotated[User, Depends(get_admin_user)]
+
+
+async def get_drain_gate(request: Request) -> DrainGate:
+    gate: DrainGate = request.app.state.drain
+    return gate
+
+
+DrainGateDep = Annotated[DrainGate, Depends(get_drain_gate)]
+
+
+async def upload_slot(gate: DrainGateDep) -> AsyncIterator[None]:
+    """503 SHUTTING_DOWN once the process drains; counts the upload while it runs."""
+    with gate.admit():
+        yield
 
 
 async def get_auth_service(

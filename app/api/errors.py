@@ -39,10 +39,14 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, WithJsonSchema, create_model
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app import metrics
 from app.errors import (
     AppError,
+    DatabaseUnavailable,
     FileTooLarge,
     Forbidden,
     KnownError,
@@ -224,13 +228,50 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _storage_unavailable(_: Request, exc: Exception) -> JSONResponse:
     log.warning("image store unavailable", exc_info=exc)
+    metrics.IMAGE_STORE_ERRORS.inc()
     error = StorageUnavailableError()
+    return error_response(error.status_code, error.code, error.detail)
+
+
+# The database cannot be reached or dropped the connection (a restart, a failover): the
+# pool reconnects on a later request, so the client may retry. Other database errors (a
+# constraint, a trigger's SIGNAL) stay 500 INTERNAL_ERROR.
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
+# MySQL/MariaDB client and server codes that mean "no usable connection": can't connect
+# (2002, 2003), gone away / lost (2006, 2013), out of sync (2014), server shutting down
+# (1053), connection killed (1927), reads/writes that failed on the socket (2026, 2055).
+_CONNECTION_ERRNOS = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2014, 2026, 2055})
+
+
+def is_connection_error(exc: Exception) -> bool:
+    if isinstance(exc, PoolTimeout | InterfaceError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    args: tuple[object, ...] = tuple(getattr(exc.orig, "args", ()))
+    return bool(args) and args[0] in _CONNECTION_ERRNOS
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    if not is_connection_error(exc):
+        return await _unexpected_error(request, exc)
+    token = request_id_var.set(getattr(request.state, "request_id", "-"))
+    try:
+        log.warning("database unavailable: %s", type(exc).__name__)
+    finally:
+        request_id_var.reset(token)
+    metrics.DATABASE_ERRORS.inc()
+    error = DatabaseUnavailable()
     return error_response(error.status_code, error.code, error.detail)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
+    for error in DATABASE_DOWN:
+        app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app import metrics
 from app.inference.arrays import FloatArray, ProbArray
 from app.inference.errors import ModelUnavailable
 
@@ -137,6 +138,7 @@ class MicroBatcher:
                 _resolve(item, exc)
             return
         run_ms = (time.perf_counter() - started) * 1000
+        metrics.observe_batch(len(batch))
         for item, row in zip(batch, probabilities, strict=True):
             queue_ms = (started - item.submitted) * 1000
             _resolve(item, BatchResult(row, run_ms, queue_ms, len(batch)))

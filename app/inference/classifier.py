@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app import metrics
 from app.config import Settings
 from app.inference.arrays import FloatArray
 from app.inference.backends import Backend, create_backend
@@ -77,11 +78,13 @@ class Classifier:
                 f"expected a float32 array {self._shape}, got {array.dtype} {array.shape}"
             )
         try:
-            result = await self._batcher.submit(array)
+            with metrics.pending_inference():
+                result = await self._batcher.submit(array)
         except ModelUnavailable:
             raise
         except Exception as exc:
             raise ModelUnavailable(f"inference failed: {exc}") from exc
+        metrics.observe_inference(result.queue_ms, result.run_ms)
         probabilities = [float(p) for p in result.probabilities]
         return Classification(
             probabilities=probabilities,

@@ -27,3 +27,7 @@ class Ready(BaseModel):
     database: Literal["ok", "error"]
     storage: Literal["ok", "error", "not_configured"] = "not_configured"
     model: ModelStatus = ModelStatus()
+    process: int = Field(0, description="Index 0..N-1 of the process that answered")
+    code: Literal["SHUTTING_DOWN"] | None = Field(
+        None, description="SHUTTING_DOWN while the process drains (503)"
+    )

@@ -7,6 +7,7 @@ a failed request leaves neither an object nor a row behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -16,11 +17,13 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
+from app import metrics
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import Prediction, User
 from app.errors import AppError, FileTooLarge, InvalidImage, ModelUnavailableError
 from app.inference import Classifier, DecodedImage, ImageRejected, ModelUnavailable, decode_upload
+from app.repositories.predictions import PredictionRepository
 from app.storage import ImageStore, new_image_key
 
 log = logging.getLogger(__name__)
@@ -52,14 +55,15 @@ def clean_filename(filename: str | None) -> str:
 
 def _inspect(data: bytes, settings: Settings, classifier: Classifier) -> _Inspected:
     manifest = classifier.manifest
-    decoded = decode_upload(
-        data,
-        max_pixels=settings.max_image_pixels,
-        fast_jpeg=settings.fast_jpeg_decode,
-        input_size=manifest.input_size,
-        mean=manifest.mean,
-        std=manifest.std,
-    )
+    with metrics.PREPROCESS_SECONDS.time():
+        decoded = decode_upload(
+            data,
+            max_pixels=settings.max_image_pixels,
+            fast_jpeg=settings.fast_jpeg_decode,
+            input_size=manifest.input_size,
+            mean=manifest.mean,
+            std=manifest.std,
+        )
     return _Inspected(decoded, hashlib.sha256(data).hexdigest())
 
 
@@ -123,11 +127,28 @@ async def create_prediction(
         await session.commit()
     except Exception:
         # An orphan object is tolerable; a row pointing at nothing is not, so only a
-        # failed write (never a cancelled, possibly committed one) discards the object.
-        await session.rollback()
-        await _discard_object(storage, key)
+        # write known to have failed (never a cancelled or lost one, which may have
+        # committed) discards the object.
+        with contextlib.suppress(Exception):
+            await session.rollback()
+        if await _row_committed(session, key) is False:
+            await _discard_object(storage, key)
         raise
+    metrics.PREDICTIONS.labels(row.predicted_class, row.model_version).inc()
     return row
+
+
+async def _row_committed(session: AsyncSession, key: str) -> bool | None:
+    """After a failed commit: did the row land anyway (the connection dropped after the
+    server committed)? None when the database cannot tell us now (keep the object: an
+    orphan is swept later, `ocupredict sweep-images`)."""
+    try:
+        async with AsyncSession(session.bind) as fresh:
+            found = await PredictionRepository(fresh).referenced_image_keys([key])
+    except Exception:
+        log.warning("could not tell whether the row for %s committed; keeping the image", key)
+        return None
+    return key in found
 
 
 async def _discard_object(storage: ImageStore, key: str) -> None:

@@ -7,7 +7,7 @@ import logging
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.api.deps import ClassifierDep, SessionDep, StorageDep
+from app.api.deps import ClassifierDep, DrainGateDep, SessionDep, SettingsDep, StorageDep
 from app.db.session import ping
 from app.schemas.health import Live, ModelStatus, Ready
 
@@ -25,11 +25,17 @@ async def live() -> Live:
     response_model=Ready,
     responses={503: {"model": Ready, "description": "Some part is not ready"}},
     summary="Database, image store and model are ready",
+    description="503 with `code: SHUTTING_DOWN` while the process drains on SIGTERM.",
 )
 async def ready(
-    session: SessionDep, storage: StorageDep, classifier: ClassifierDep
+    session: SessionDep,
+    storage: StorageDep,
+    classifier: ClassifierDep,
+    settings: SettingsDep,
+    gate: DrainGateDep,
 ) -> JSONResponse:
     body = Ready(
+        process=settings.process_index,
         status="ready",
         database="ok",
         storage="ok",
@@ -52,7 +58,9 @@ async def ready(
         log.warning("readiness: image store check failed", exc_info=True)
         body.storage = "error"
 
-    if body.database != "ok" or body.storage != "ok" or not body.model.ready:
+    if gate.draining:  # stop sending work here at once, whatever the dependencies say
+        body.code = "SHUTTING_DOWN"
+    if body.code or body.database != "ok" or body.storage != "ok" or not body.model.ready:
         body.status = "not_ready"
     status_code = 200 if body.status == "ready" else 503
     return JSONResponse(body.model_dump(mode="json"), status_code=status_code)

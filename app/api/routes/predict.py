@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, UploadFile, status
 
-from app.api.deps import BaseUrl, ClassifierDep, CurrentUser, SessionDep, SettingsDep, StorageDep
+from app.api.deps import (
+    BaseUrl,
+    ClassifierDep,
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    upload_slot,
+)
 from app.api.errors import error_responses
 from app.errors import (
+    DatabaseUnavailable,
     FileTooLarge,
     InvalidImage,
     ModelUnavailableError,
     NotAuthenticated,
+    ShuttingDown,
     StorageUnavailableError,
     UnsupportedMediaType,
     ValidationFailed,
@@ -36,14 +46,18 @@ router = APIRouter(prefix="/predict", tags=["predict"])
         ValidationFailed,
         ModelUnavailableError,
         StorageUnavailableError,
+        DatabaseUnavailable,
+        ShuttingDown,
     ),
+    dependencies=[Depends(upload_slot)],
     summary="Classify an eye photograph",
     description=(
         "Multipart upload of a JPEG or PNG (decided from the bytes), at least 64x64, at "
         "most MAX_UPLOAD_MB (15 MB) and MAX_IMAGE_PIXELS (50 MP); EXIF orientation is "
         "applied. The image is stored only after it has been validated and classified. "
         "Errors: 413 FILE_TOO_LARGE, 415 UNSUPPORTED_MEDIA_TYPE, 422 INVALID_IMAGE, "
-        "503 MODEL_UNAVAILABLE or STORAGE_UNAVAILABLE."
+        "503 MODEL_UNAVAILABLE, STORAGE_UNAVAILABLE, DATABASE_UNAVAILABLE or SHUTTING_DOWN "
+        "(the process is draining; nothing was stored)."
     ),
 )
 async def create(
