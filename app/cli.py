@@ -1,5 +1,5 @@
 """The `ocupredict` console script: serve, serve-nginx, migrate, create-admin, sweep-images,
-openapi."""
+prune-audit, openapi."""
 
 from __future__ import annotations
 
@@ -168,6 +168,33 @@ async def _sweep_images(settings: Settings, older_than_hours: float, dry_run: bo
     return 0 if report.failed == 0 else 1
 
 
+def cmd_prune_audit(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    return asyncio.run(_prune_audit(settings, args.older_than_days))
+
+
+async def _prune_audit(settings: Settings, older_than_days: int) -> int:
+    from app.db.session import make_engine, make_sessionmaker
+    from app.services import audit
+
+    engine = make_engine(settings)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            deleted = await audit.prune(session, older_than_days)
+    finally:
+        await engine.dispose()
+    print(f"deleted {deleted} audit events older than {older_than_days} days (recorded)")
+    return 0
+
+
+def _positive_days(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of days, at least 1")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 64:
@@ -223,6 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--dry-run", action="store_true", help="count and log, delete nothing")
     sweep.set_defaults(func=cmd_sweep_images)
+
+    prune = sub.add_parser(
+        "prune-audit",
+        help="delete audit events older than N days (retention; the prune itself is recorded)",
+    )
+    prune.add_argument(
+        "--older-than-days",
+        type=_positive_days,
+        required=True,
+        help="events recorded more than this many days ago are deleted (without this "
+        "command, events are kept forever)",
+    )
+    prune.set_defaults(func=cmd_prune_audit)
 
     admin = sub.add_parser("create-admin", help="create a verified administrator account")
     admin.add_argument("email")

@@ -111,6 +111,12 @@ class EmailNotVerified(KnownError):
     message = "Verify the email address first (see /auth/verify)"
 
 
+class AccountDisabled(KnownError):
+    status_code = 403
+    code = "ACCOUNT_DISABLED"
+    message = "This account has been disabled by an administrator"
+
+
 # --------------------------------------------------------------------------- 404, 409
 
 
@@ -124,6 +130,12 @@ class EmailTaken(KnownError):
     status_code = 409
     code = "EMAIL_TAKEN"
     message = "An account with this email already exists"
+
+
+class LastAdmin(KnownError):
+    status_code = 409
+    code = "LAST_ADMIN"
+    message = "The last active administrator cannot be disabled or demoted"
 
 
 # --------------------------------------------------------------------------- 413, 415

@@ -18,15 +18,16 @@ from fastapi_offline import FastAPIOffline
 
 from app.api.errors import install_error_handlers
 from app.api.openapi import customise_openapi
-from app.api.routes import auth, health, history, home, metrics, predict
+from app.api.routes import admin_audit, admin_users, auth, health, history, home, metrics, predict
 from app.api.upload_limit import UploadLimitMiddleware
 from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
 from app.inference import build_classifier
 from app.mail import build_mailer
 from app.metrics import publish_info
-from app.observability import RequestIdMiddleware, configure_logging
+from app.observability import ClientIpMiddleware, RequestIdMiddleware, configure_logging
 from app.security import Passwords
+from app.services.audit import ViewLog
 from app.services.stats import TotalsCache
 from app.shutdown import DrainGate
 from app.storage import build_image_store
@@ -47,6 +48,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings)
         stack.push_async_callback(engine.dispose)
         app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.view_log = view_log = ViewLog(app.state.sessionmaker)
+        view_log.start()
+        stack.push_async_callback(view_log.aclose)  # before the engine closes
         storage = await build_image_store(settings)
         stack.push_async_callback(storage.aclose)
         app.state.storage = storage
@@ -114,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         paths={f"{prefix}/predict"},
         max_file_bytes=settings.max_upload_bytes,
     )
+    app.add_middleware(ClientIpMiddleware, trusted_proxies=tuple(settings.trusted_proxies))
     app.add_middleware(RequestIdMiddleware, process=settings.process_index)
 
     app.include_router(health.router, prefix=prefix)
@@ -121,6 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(predict.router, prefix=prefix)
     app.include_router(history.router, prefix=prefix)
     app.include_router(home.router, prefix=prefix)
+    app.include_router(admin_users.router, prefix=prefix)
+    app.include_router(admin_audit.router, prefix=prefix)
     app.include_router(metrics.router)  # outside API_PREFIX, as Prometheus expects
     customise_openapi(app, token_url=f"{prefix}/auth/login")
     return app

@@ -20,6 +20,7 @@ from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.metrics import observe_http
+from app.security import resolve_client_ip, trusted_networks
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 # A mutable per-request holder: the auth dependency fills in the user id, the middleware
@@ -127,6 +128,34 @@ class RequestIdMiddleware:
             )
             request_info_var.reset(info_token)
             request_id_var.reset(token)
+
+
+# The client address as the service saw it (TRUSTED_PROXIES applied), for the audit trail.
+client_ip_var: ContextVar[str | None] = ContextVar("client_ip", default=None)
+
+
+class ClientIpMiddleware:
+    """Resolves the client IP once per request (socket peer, X-Forwarded-For only from
+    TRUSTED_PROXIES) into `client_ip_var`, so audit events can say where a request came from."""
+
+    def __init__(self, app: ASGIApp, trusted_proxies: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.trusted = trusted_networks(trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        forwarded = [
+            v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-forwarded-for"
+        ]
+        ip = resolve_client_ip(client[0] if client else None, forwarded, self.trusted)
+        token = client_ip_var.set(ip)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            client_ip_var.reset(token)
 
 
 def route_template(scope: Scope) -> str:

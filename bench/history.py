@@ -356,6 +356,31 @@ async def time_scenario(
     return Result(scenario.name, scenario.target_ms, p50, p95, len(samples), total, others)
 
 
+async def doctor_token_and_records(app: Any, settings: Settings) -> tuple[str, list[int]]:
+    """An access token of the measured doctor and 200 random ids of their records."""
+    async with app.state.sessionmaker() as session:
+        user = (await session.scalars(select(User).where(User.email == BENCH_EMAIL))).one()
+        tokens = await Sessions(session, settings).start(user, datetime.now(UTC))
+        await session.commit()
+        bounds = (
+            await session.execute(
+                select(func.min(Prediction.id), func.max(Prediction.id)).where(
+                    Prediction.user_id == user.id
+                )
+            )
+        ).one()
+        rng = random.Random(7)
+        sample_ids: list[int] = []
+        while len(sample_ids) < 200:
+            candidate = rng.randint(bounds[0], bounds[1])
+            owner = await session.scalar(
+                select(Prediction.user_id).where(Prediction.id == candidate)
+            )
+            if owner == user.id:
+                sample_ids.append(candidate)
+        return tokens.access_token, sample_ids
+
+
 async def measure(url_text: str, n: int, warmup: int) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="ocupredict-bench-") as tmp:
         settings = Settings(
@@ -370,31 +395,12 @@ async def measure(url_text: str, n: int, warmup: int) -> list[Result]:
         )
         app = create_app(settings)
         async with LifespanManager(app) as manager:
-            async with app.state.sessionmaker() as session:
-                user = (await session.scalars(select(User).where(User.email == BENCH_EMAIL))).one()
-                tokens = await Sessions(session, settings).start(user, datetime.now(UTC))
-                await session.commit()
-                bounds = (
-                    await session.execute(
-                        select(func.min(Prediction.id), func.max(Prediction.id)).where(
-                            Prediction.user_id == user.id
-                        )
-                    )
-                ).one()
-                rng = random.Random(7)
-                sample_ids: list[int] = []
-                while len(sample_ids) < 200:
-                    candidate = rng.randint(bounds[0], bounds[1])
-                    owner = await session.scalar(
-                        select(Prediction.user_id).where(Prediction.id == candidate)
-                    )
-                    if owner == user.id:
-                        sample_ids.append(candidate)
+            token, sample_ids = await doctor_token_and_records(app, settings)
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(
                 transport=transport,
                 base_url="http://bench",
-                headers={"Authorization": f"Bearer {tokens.access_token}"},
+                headers={"Authorization": f"Bearer {token}"},
             ) as client:
                 results = []
                 server_pids = database_server_pids()

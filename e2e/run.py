@@ -176,6 +176,21 @@ def server_env(tmp: Path, smtp_port: int) -> dict[str, str]:
     return env
 
 
+def ocupredict(args: list[str], env: dict[str, str], cwd: Path, stdin: str = "") -> None:
+    """Run an `ocupredict` command to completion; its output is shown only if it fails."""
+    result = subprocess.run(
+        [str(BIN / "ocupredict"), *args],
+        input=stdin.encode(),
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        sys.stdout.write(result.stdout.decode() + result.stderr.decode())
+        raise RuntimeError(f"ocupredict {args[0]} failed")
+
+
 def run_step(name: str, args: list[str], env: dict[str, str], cwd: Path, timeout: float) -> bool:
     print(f"\n== e2e: {name}", flush=True)
     started = time.monotonic()
@@ -245,16 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         with background(smtp_args, tmp / "smtp.log", smtp_env, ROOT, "aiosmtpd") as smtp:
             wait_for_port(smtp_port, smtp, 30)
             print(f"e2e: aiosmtpd on 127.0.0.1:{smtp_port} writing to {mail_dir}", flush=True)
-            migrate = subprocess.run(
-                [str(BIN / "ocupredict"), "migrate"],
-                env=env,
-                cwd=tmp,
-                capture_output=True,
-                check=False,
-            )
-            if migrate.returncode != 0:
-                sys.stdout.write(migrate.stdout.decode() + migrate.stderr.decode())
-                raise RuntimeError("ocupredict migrate failed")
+            ocupredict(["migrate"], env, tmp)
+            # An administrator for the admin routes (schemathesis logs in with it).
+            admin_email, admin_password = "e2e-admin@example.com", secrets.token_urlsafe(18)
+            admin_args = ["create-admin", admin_email, "--name", "E2E Admin", "--password-stdin"]
+            ocupredict(admin_args, env, tmp, stdin=admin_password + "\n")
             stack = NginxStack(
                 env, processes=PROCESSES, socket_dir=tmp / "run", cwd=tmp, log_path=server_log
             )
@@ -269,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                     "OCUPREDICT_E2E_JPEG": str(jpeg),
                     "OCUPREDICT_E2E_PNG": str(png),
                     "OCUPREDICT_SCREENSHOT_DIR": str(shots),
+                    "OCUPREDICT_ADMIN_EMAIL": admin_email,
+                    "OCUPREDICT_ADMIN_PASSWORD": admin_password,
                     # Hypothesis' caches go with the run, not into the work tree.
                     "HYPOTHESIS_STORAGE_DIRECTORY": str(tmp / "hypothesis"),
                 }

@@ -10,6 +10,9 @@ OCUPREDICT_MAIL_DIR; not part of `make test` (pytest's testpaths is tests/).
   content_type_conformance, response_schema_conformance. Nothing is excluded.
 - Authenticated: a user registered and verified through the API (code read from the
   captured mail); its bearer token goes with every request.
+- The users and audit admin operations run again with an administrator's token (made by
+  e2e/run.py with `ocupredict create-admin`), their {id} pinned to a doctor registered for
+  the purpose, so that the 200 paths of disable / enable / role are fuzzed too.
 - The history operations run twice: once with generated ids (mostly 404), once with the
   id of a real prediction of that user, so the 200 paths (detail, image, feedback, ...)
   are fuzzed too; DELETE gets its own prediction.
@@ -114,15 +117,32 @@ def _prepare() -> tuple[dict[str, str], int, int]:
 AUTH_HEADERS, PREDICTION_ID, DELETABLE_ID = _prepare()
 
 
+def _prepare_admin() -> tuple[dict[str, str], int]:
+    """The administrator e2e/run.py created, and a doctor of its own to administer (the
+    admin run's {id}), so that disabling or demoting someone never hits the fuzz user."""
+    form = {
+        "username": os.environ["OCUPREDICT_ADMIN_EMAIL"],
+        "password": os.environ["OCUPREDICT_ADMIN_PASSWORD"],
+    }
+    tokens = _expect(requests.post(f"{API}/auth/login", data=form, timeout=30), 200)
+    email = f"managed-{uuid.uuid4().hex[:10]}@example.com"
+    body = {"email": email, "password": "managed-Password-0123", "name": "Dr. Managed"}
+    managed = _expect(requests.post(f"{API}/auth/register", json=body, timeout=30), 201)
+    return {"Authorization": f"Bearer {tokens['access_token']}"}, int(managed["id"])
+
+
+ADMIN_HEADERS, MANAGED_USER_ID = _prepare_admin()
+
+
 # --------------------------------------------------------------------------- schemas
 
 
-def _config(**extra: Any) -> SchemathesisConfig:
+def _config(headers: dict[str, str] = AUTH_HEADERS, **extra: Any) -> SchemathesisConfig:
     return SchemathesisConfig.from_dict(
         {
             "seed": SEED,
             "base-url": BASE_URL,
-            "headers": AUTH_HEADERS,
+            "headers": headers,
             "request-timeout": 60,
             # No example database: a run depends on the seed only, and writes nothing here.
             "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "database": "none"},
@@ -148,6 +168,12 @@ pinned = (
 pinned_delete = schemathesis.openapi.from_url(
     f"{BASE_URL}/openapi.json", config=_config(parameters={"id": DELETABLE_ID})
 ).include(path_regex=r"/history/\{id\}$", method="DELETE")
+
+# The users and audit routes again with the admin's token (the generic run sees their 403).
+as_admin = schemathesis.openapi.from_url(
+    f"{BASE_URL}/openapi.json",
+    config=_config(headers=ADMIN_HEADERS, parameters={"id": MANAGED_USER_ID}),
+).include(path_regex=r"/admin/(users|audit)")
 
 
 def _run(case: schemathesis.Case, label: str) -> None:
@@ -184,6 +210,11 @@ def test_operation_on_own_prediction(case: schemathesis.Case) -> None:
 @pinned_delete.parametrize()
 def test_delete_own_prediction(case: schemathesis.Case) -> None:
     _run(case, f"{case.operation.label} [own id]")
+
+
+@as_admin.parametrize()
+def test_admin_operation(case: schemathesis.Case) -> None:
+    _run(case, f"{case.operation.label} [admin]")
 
 
 @schema.parametrize()

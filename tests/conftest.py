@@ -339,3 +339,5 @@ async def client(
     session_client.headers.pop("Authorization", None)
     yield session_client
     session_client.headers.pop("Authorization", None)
+    # The test's queued view events go in before the tables are emptied.
+    await session_client.app.state.view_log.flush()  # type: ignore[attr-defined]

@@ -40,9 +40,15 @@ def app_of(client: httpx.AsyncClient) -> FastAPI:
 
 
 async def make_doctor(
-    app: FastAPI, *, email: str | None = None, name: str = "Dr. Test", locale: str = "es"
+    app: FastAPI,
+    *,
+    email: str | None = None,
+    name: str = "Dr. Test",
+    locale: str = "es",
+    role: str = "doctor",
 ) -> Doctor:
-    """A verified doctor and an Authorization header for them."""
+    """A verified doctor (or, with role="admin", an administrator) and an Authorization
+    header for them."""
     email = email or f"doctor{next(_counter)}@example.com"
     now = datetime.now(UTC)
     async with app.state.sessionmaker() as session:
@@ -51,7 +57,7 @@ async def make_doctor(
             name=name,
             password_hash="not-a-real-hash",  # never logs in with a password
             locale=locale,
-            role="doctor",
+            role=role,
             is_verified=True,
             created_at=now,
             updated_at=now,

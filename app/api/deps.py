@@ -31,6 +31,7 @@ from app.security import (
     resolve_client_ip,
     trusted_networks,
 )
+from app.services.audit import ViewLog
 from app.services.auth import AuthService
 from app.services.notify import CodeMailer
 from app.services.stats import TotalsCache
@@ -218,6 +219,12 @@ async def get_totals_cache(request: Request) -> TotalsCache:
     return cache
 
 
+async def get_view_log(request: Request) -> ViewLog:
+    """The process's batched writer of view events (made in the lifespan)."""
+    views: ViewLog = request.app.state.view_log
+    return views
+
+
 async def get_base_url(request: Request) -> str:
     """The externally visible origin, for absolute image URLs."""
     return str(request.base_url).rstrip("/")
@@ -229,3 +236,4 @@ OptionalUser = Annotated[User | None, Depends(get_optional_user)]
 SessionFactoryDep = Annotated[SessionFactory, Depends(get_sessionmaker)]
 TotalsCacheDep = Annotated[TotalsCache, Depends(get_totals_cache)]
 BaseUrl = Annotated[str, Depends(get_base_url)]
+ViewLogDep = Annotated[ViewLog, Depends(get_view_log)]

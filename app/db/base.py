@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 # Deterministic constraint names keep Alembic autogenerate stable on MySQL and SQLite.
 NAMING_CONVENTION = {
@@ -40,6 +41,17 @@ class UTCDateTime(TypeDecorator[datetime]):
             value = datetime.fromisoformat(value)
         aware: datetime = value.replace(tzinfo=UTC)
         return aware
+
+
+class PreciseUTCDateTime(UTCDateTime):
+    """UTCDateTime with microseconds on MySQL too (DATETIME(6)); SQLite keeps them anyway."""
+
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=False))
 
 
 def utcnow() -> datetime:

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, UTCDateTime, utcnow
+from app.db.base import Base, PreciseUTCDateTime, UTCDateTime, utcnow
 
 # BIGINT on MySQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -37,6 +37,9 @@ class User(Base):
     is_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # An administrator can disable an account (0006_audit): its tokens stop working at once.
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class OneTimeCode(Base):
@@ -138,3 +141,32 @@ class Prediction(Base):
     feedback_correct_class: Mapped[str | None] = mapped_column(String(64), nullable=True)
     feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     feedback_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AuditEvent(Base):
+    """One append-only record of who did or saw what (0006_audit).
+
+    Written in the transaction of the change it records; nothing updates a row, and only
+    `ocupredict prune-audit` deletes old ones. actor_id has no foreign key on purpose:
+    events outlive the accounts they name. Never holds a password, code, token or image.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_actor", "actor_id", "id"),
+        Index("ix_audit_events_action", "action", "id"),
+        Index("ix_audit_events_target", "target_type", "target_id", "id"),
+        Index("ix_audit_events_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(PreciseUTCDateTime, default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    actor_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    action: Mapped[str] = mapped_column(String(40))
+    target_type: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    target_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    old: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    new: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

@@ -2,7 +2,10 @@
 
 Anti-enumeration: unknown and known emails get the same answers (login 401, verify and
 reset 400, resend and forgot 202) after the same work (a dummy Argon2 verification, the
-same rate-limit bookkeeping). EMAIL_NOT_VERIFIED is only said after a correct password.
+same rate-limit bookkeeping). EMAIL_NOT_VERIFIED and ACCOUNT_DISABLED are only said after
+a correct password.
+Every login, failed or not, and every password, session and verification change leaves an
+audit event (app.services.audit) in the transaction that commits it.
 Each flow commits its own writes; failures that count toward a limit are committed
 before the error is raised.
 """
@@ -13,7 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,17 +25,21 @@ from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import User
 from app.errors import (
+    AccountDisabled,
+    AppError,
     EmailNotVerified,
     EmailTaken,
     InvalidCode,
     InvalidCredentials,
     InvalidRefreshToken,
+    RateLimited,
     WrongCurrentPassword,
 )
 from app.mail import CodePurpose
 from app.mail.render import DEFAULT_LOCALE
 from app.repositories import UserRepository
 from app.security import Passwords
+from app.services import audit
 from app.services.codes import OneTimeCodes
 from app.services.notify import CodeMailer
 from app.services.rate_limit import Keyed, RateLimiter
@@ -119,8 +126,12 @@ class AuthService:
     async def verify(self, email: str, code: str) -> IssuedTokens:
         now = utcnow()
         user = await self._redeem_code(email, "verify", code, now)
+        if not user.is_active:
+            raise AccountDisabled()  # the code proved the address: saying so leaks nothing
         user.is_verified = True
+        user.last_login_at = now
         tokens = await self.sessions.start(user, now)
+        await self._record(user, "auth.verify", new={"session": tokens.session_id})
         await self.db.commit()
         log.info("user %s verified their email", user.id)
         return tokens
@@ -134,21 +145,35 @@ class AuthService:
         email = normalize_email(email)
         now = utcnow()
         account = (self.limits.login_account, email)
-        await self.limiter.check([account, (self.limits.failures_ip, self.ip)], now)
+        try:
+            await self.limiter.check([account, (self.limits.failures_ip, self.ip)], now)
+        except RateLimited:
+            await self._record_login_failure(email, None, "rate_limited")
+            await self.db.commit()
+            raise
         user = await self.users.get_by_email(email)
         if user is None:
             await self.passwords.dummy_verify(password)
             await self._login_failed(email, None)
         ok, new_hash = await self.passwords.verify_and_update(password, user.password_hash)
         if not ok:
-            await self._login_failed(email, user.id)
+            await self._login_failed(email, user)
         if new_hash is not None:  # hashing parameters changed since this hash was made
             user.password_hash = new_hash
-        if not user.is_verified:
+        # Only now, after a correct password, may the answer say more than 401.
+        refusal: AppError | None = None
+        if not user.is_active:
+            refusal = AccountDisabled()
+        elif not user.is_verified:
+            refusal = EmailNotVerified()
+        if refusal is not None:
+            await self._record_login_failure(email, user, refusal.code.lower())
             await self.db.commit()
-            raise EmailNotVerified()
+            raise refusal
         await self.limiter.clear(*account)
+        user.last_login_at = now
         tokens = await self.sessions.start(user, now)
+        await self._record(user, "auth.login", new={"session": tokens.session_id})
         await self.db.commit()
         log.info("user %s logged in", user.id)
         return tokens
@@ -178,6 +203,7 @@ class AuthService:
         user.is_verified = True  # the code reached the inbox: the address is theirs
         await self.sessions.end_all(user.id, now)
         await self.limiter.clear(self.limits.login_account, user.email)
+        await self._record(user, "auth.password_reset")
         await self.db.commit()
         log.info("user %s reset their password; every session revoked", user.id)
 
@@ -194,6 +220,7 @@ class AuthService:
             raise WrongCurrentPassword()
         user.password_hash = await self.passwords.hash(new_password)
         await self.sessions.end_all(user.id, now, keep_session=session_id)
+        await self._record(user, "auth.password_change", new={"kept_session": session_id})
         await self.db.commit()
         log.info("user %s changed their password; other sessions revoked", user.id)
 
@@ -209,13 +236,28 @@ class AuthService:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _login_failed(self, email: str, user_id: int | None) -> NoReturn:
+    async def _record(self, user: User, action: str, new: dict[str, Any] | None = None) -> None:
+        """An event about the user's own account, done by them."""
+        await audit.record(self.db, action, actor=user, target=("user", user.id), new=new)
+
+    async def _record_login_failure(self, email: str, user: User | None, reason: str) -> None:
+        """The attempted email (never the password); the account, when there is one."""
+        await audit.record(
+            self.db,
+            "auth.login_failed",
+            actor_email=email,
+            target=("user", user.id) if user is not None else None,
+            new={"reason": reason},
+        )
+
+    async def _login_failed(self, email: str, user: User | None) -> NoReturn:
         now = utcnow()
         await self.limiter.hit(
             [(self.limits.login_account, email), (self.limits.failures_ip, self.ip)], now
         )
+        await self._record_login_failure(email, user, "invalid_credentials")
         await self.db.commit()
-        log.info("failed login (%s)", f"user {user_id}" if user_id else "unknown account")
+        log.info("failed login (%s)", f"user {user.id}" if user else "unknown account")
         raise InvalidCredentials()
 
     async def _mail_code(

@@ -1,7 +1,8 @@
 """The doctor's history: list, read, image access, feedback and delete, owner-only.
 
 Another user's prediction behaves exactly like a missing one (404 NOT_FOUND), for every
-operation, so ids leak nothing.
+operation, so ids leak nothing. Reading a record or its image, feedback and delete each
+leave an audit event (app.services.audit), committed with the change they record.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from app.inference.manifest import ModelManifest
 from app.repositories.predictions import HistoryFilters, PredictionRepository
 from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage, zone
 from app.schemas.prediction import Prediction, label_lookup, summary_from_row
+from app.services import audit
 from app.services.images import prediction_detail
 from app.storage import (
     ImageNotFound,
@@ -107,6 +109,21 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 # --------------------------------------------------------------------------- service
 
 
+def _target(row: PredictionRow) -> tuple[str, int]:
+    return ("prediction", row.id)
+
+
+def _feedback_of(row: PredictionRow) -> dict[str, str | None] | None:
+    """The feedback as the audit trail keeps it (None when there is none)."""
+    if row.feedback_verdict is None:
+        return None
+    return {
+        "verdict": row.feedback_verdict,
+        "correct_class": row.feedback_correct_class,
+        "comment": row.feedback_comment,
+    }
+
+
 T = TypeVar("T")
 
 
@@ -128,9 +145,10 @@ class HistoryService:
         *,
         sessions: SessionFactory,
         on_change: Callable[[], None],
+        views: audit.ViewLog,
     ) -> None:
         """`sessions` lets the list run its count and its page concurrently; `on_change`
-        is called after feedback or a delete is committed."""
+        is called after feedback or a delete is committed; `views` records who looked."""
         self.session = session
         self.storage = storage
         self.settings = settings
@@ -138,6 +156,7 @@ class HistoryService:
         self.repo = PredictionRepository(session)
         self.sessions = sessions
         self.on_change = on_change
+        self.views = views
 
     async def _owned(self, prediction_id: int, user: User) -> PredictionRow:
         row = await self.repo.get_owned(prediction_id, user.id)
@@ -188,7 +207,9 @@ class HistoryService:
         self, prediction_id: int, user: User, base_url: str, now: datetime
     ) -> Prediction:
         row = await self._owned(prediction_id, user)
-        return await self.detail(row, user, base_url, now)
+        detail = await self.detail(row, user, base_url, now)
+        self.views.add("prediction.view", actor=user, target=_target(row))
+        return detail
 
     async def image(
         self,
@@ -206,6 +227,7 @@ class HistoryService:
         ttl = self.settings.image_url_ttl_seconds
         row: PredictionRow | None = None
         max_age = ttl
+        via = "signed_url"
         if expires is not None and signature is not None:
             secret = self.settings.jwt_secret_key.get_secret_value()
             if verify_image_access(secret, prediction_id, expires, signature, now):
@@ -213,10 +235,22 @@ class HistoryService:
                 max_age = max(0, min(ttl, int(expires - now.timestamp())))
         if row is None and user is not None:
             row = await self.repo.get_owned(prediction_id, user.id)
-            max_age = ttl
+            max_age, via = ttl, "token"
         if row is None:
             raise NotFound("Prediction not found")
+        result = await self._image_of(row, ttl, max_age, if_none_match)
+        # Served: a view. A signed URL was issued to the owner: the event names them.
+        self.views.add(
+            "prediction.image_view",
+            actor=user if via == "token" else row.user_id,
+            target=_target(row),
+            new={"via": via},
+        )
+        return result
 
+    async def _image_of(
+        self, row: PredictionRow, ttl: int, max_age: int, if_none_match: str | None
+    ) -> ImageRedirect | ImageBytes:
         presigned = await self.storage.presigned_url(row.image_key, ttl)
         if presigned is not None:
             return ImageRedirect(presigned)
@@ -252,7 +286,16 @@ class HistoryService:
                     "send verdict 'correct' instead",
                 )
         comment = (body.comment or "").strip() or None
+        old = _feedback_of(row)
         await self.repo.set_feedback(row, body.verdict, correct_class, comment, now)
+        await audit.record(
+            self.session,
+            "prediction.feedback",
+            actor=user,
+            target=_target(row),
+            old=old,
+            new=_feedback_of(row),
+        )
         await self.session.commit()
         self.on_change()
         return await self.detail(row, user, base_url, now)
@@ -267,8 +310,21 @@ class HistoryService:
         """
         row = await self._owned(prediction_id, user)
         key = row.image_key
+        old = {
+            "patient_ref": row.patient_ref,
+            "filename": row.original_filename,
+            "predicted_class": row.predicted_class,
+            "sha256": row.sha256,
+        }
         if not await self.repo.delete_owned(prediction_id, user.id):
             raise NotFound("Prediction not found")  # deleted concurrently
+        await audit.record(
+            self.session,
+            "prediction.delete",
+            actor=user,
+            target=("prediction", prediction_id),
+            old=old,
+        )
         await self.session.commit()
         self.on_change()
         try:

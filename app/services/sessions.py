@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +14,7 @@ from app.db.models import RefreshToken, User
 from app.errors import InvalidRefreshToken
 from app.repositories import RefreshTokenRepository, UserRepository
 from app.security import create_access_token, new_family_id, new_refresh_token, sha256_hex
+from app.services import audit
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ class Sessions:
         if current.expires_at <= now:
             raise InvalidRefreshToken()
         user = await self.users.get(user_id)
-        if user is None:
+        if user is None or not user.is_active:
             raise InvalidRefreshToken()
         tokens, new_row = await self._issue(user, family_id, now)
         if not await self.tokens.mark_spent(current.id, new_row.id, now):
@@ -68,18 +70,29 @@ class Sessions:
 
     async def end(self, raw_token: str, now: datetime) -> None:
         current = await self.tokens.get_by_hash(sha256_hex(raw_token))
-        if current is not None:
-            await self.tokens.revoke_family(current.family_id, now)
+        if current is not None and await self.tokens.revoke_family(current.family_id, now):
+            await self._record(current.user_id, "auth.logout", current.family_id)
 
     async def end_all(self, user_id: int, now: datetime, keep_session: str | None = None) -> None:
         await self.tokens.revoke_user(user_id, now, keep_family=keep_session)
 
     async def _reuse_detected(self, family_id: str, user_id: int, now: datetime) -> None:
         revoked = await self.tokens.revoke_family(family_id, now)
+        await self._record(user_id, "auth.refresh_reuse", family_id, revoked=revoked)
         log.warning(
             "spent refresh token presented again: session family of user %s revoked (%s live)",
             user_id,
             revoked,
+        )
+
+    async def _record(self, user_id: int, action: str, family_id: str, **new: Any) -> None:
+        user = await self.users.get(user_id)
+        await audit.record(
+            self.db,
+            action,
+            actor=user or user_id,
+            target=("user", user_id),
+            new={"session": family_id, **new},
         )
 
     async def _issue(

@@ -2,18 +2,19 @@
  * The whole front-end journey through @ocupredict/client (installed from its npm pack
  * tarball), against a live server: register -> verify with the emailed code -> log in ->
  * upload a JPEG and a PNG to /predict -> list history -> read the detail -> fetch the
- * image through image_url -> set feedback -> read stats -> the package's refresh on 401
- * -> refresh -> log out. Every call must answer the status the contract promises;
- * anything else fails the run (exit code 1).
+ * image through image_url -> set feedback -> read stats -> my activity -> the package's
+ * refresh on 401 -> refresh -> log out; then an administrator reads the audit trail of
+ * that prediction and disables the account. Every call must answer the status the
+ * contract promises; anything else fails the run (exit code 1).
  *
  * Environment: OCUPREDICT_URL, OCUPREDICT_MAIL_DIR, OCUPREDICT_E2E_JPEG,
- * OCUPREDICT_E2E_PNG (see e2e/run.py).
+ * OCUPREDICT_E2E_PNG, OCUPREDICT_ADMIN_EMAIL, OCUPREDICT_ADMIN_PASSWORD (see e2e/run.py).
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import { Auth, Health, History, Home, Predict } from '@ocupredict/client';
+import { Admin, Auth, Health, History, Home, Predict } from '@ocupredict/client';
 import {
   check,
   env,
@@ -161,6 +162,15 @@ run('e2e flow', async () => {
   check(stats.mine.correct === 0 && stats.mine.correct_pct === 0, 'the one verdict is incorrect');
   check(stats.overall.total >= 1, 'overall counts everyone');
 
+  console.log('my activity; admin routes refused');
+  const { data: activity } = await expectStatus('auth.myActivity', Auth.myActivity(), 200);
+  const actions: string[] = activity.items.map((event) => event.action);
+  check(
+    ['auth.login', 'auth.login_failed', 'auth.verify'].every((a) => actions.includes(a)),
+    `activity ${JSON.stringify(actions)}`,
+  );
+  await expectError('admin.listUsers (doctor)', Admin.listUsers(), 403, 'FORBIDDEN');
+
   console.log('refresh on 401 (the package), refresh, log out');
   tokens.set({ ...login, access_token: 'not-a-valid-access-token' });
   await expectStatus('auth.readMe (bad access token, refreshed by the package)', Auth.readMe(), 200);
@@ -187,4 +197,36 @@ run('e2e flow', async () => {
   );
   await expectError('auth.readMe (ended session)', Auth.readMe(), 401, 'NOT_AUTHENTICATED');
   check(tokens.get() === undefined, 'the refused refresh cleared the token store');
+
+  console.log('admin: audit trail, disable the account');
+  const { data: admin } = await expectStatus(
+    'auth.login (admin)',
+    Auth.login({
+      body: { username: env('OCUPREDICT_ADMIN_EMAIL'), password: env('OCUPREDICT_ADMIN_PASSWORD') },
+    }),
+    200,
+  );
+  tokens.set(admin);
+  const { data: trail } = await expectStatus(
+    'admin.listAudit',
+    Admin.listAudit({ query: { target_type: 'prediction', target_id: String(prediction.id) } }),
+    200,
+  );
+  const seen: string[] = trail.items.map((event) => event.action);
+  check(
+    seen.includes('prediction.view') && seen.includes('prediction.feedback'),
+    `audit of the prediction ${JSON.stringify(seen)}`,
+  );
+  const { data: disabled } = await expectStatus(
+    'admin.disableUser',
+    Admin.disableUser({ path: { id: user.id } }),
+    200,
+  );
+  check(!disabled.is_active, 'the account is disabled');
+  await expectError(
+    'auth.login (disabled account)',
+    Auth.login({ body: { username: email, password } }),
+    403,
+    'ACCOUNT_DISABLED',
+  );
 });

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.api.deps import AuthContextDep, AuthServiceDep, CurrentUser
+from app.api.deps import AuthContextDep, AuthServiceDep, CurrentUser, SessionDep
 from app.api.errors import error_responses
 from app.errors import (
+    AccountDisabled,
     EmailNotVerified,
     EmailTaken,
     InvalidCode,
@@ -21,6 +22,8 @@ from app.errors import (
     ValidationFailed,
     WrongCurrentPassword,
 )
+from app.repositories.audit import AuditFilters
+from app.schemas.admin import ActivityQuery, AuditPage
 from app.schemas.auth import (
     Accepted,
     ChangePasswordRequest,
@@ -33,6 +36,7 @@ from app.schemas.auth import (
     VerifyRequest,
 )
 from app.schemas.auth import User as UserOut
+from app.services import audit
 from app.services.auth import Registration
 from app.services.sessions import IssuedTokens
 
@@ -70,10 +74,11 @@ async def register(body: RegisterRequest, service: AuthServiceDep) -> UserOut:
 @router.post(
     "/verify",
     response_model=TokenPair,
-    responses=error_responses(InvalidCode, ValidationFailed, RateLimited),
+    responses=error_responses(InvalidCode, AccountDisabled, ValidationFailed, RateLimited),
     summary="Verify the email with the code; logs in",
     description="400 INVALID_CODE for a wrong, expired, used or exhausted code and for an "
-    "unknown email alike. A code allows CODE_MAX_ATTEMPTS tries.",
+    "unknown email alike. A code allows CODE_MAX_ATTEMPTS tries. 403 ACCOUNT_DISABLED when "
+    "an administrator disabled the (pending) account.",
 )
 async def verify(body: VerifyRequest, service: AuthServiceDep) -> TokenPair:
     return _pair(await service.verify(body.email, body.code))
@@ -95,11 +100,13 @@ async def resend_verification(body: EmailRequest, service: AuthServiceDep) -> Ac
 @router.post(
     "/login",
     response_model=TokenPair,
-    responses=error_responses(InvalidCredentials, EmailNotVerified, ValidationFailed, RateLimited),
+    responses=error_responses(
+        InvalidCredentials, EmailNotVerified, AccountDisabled, ValidationFailed, RateLimited
+    ),
     summary="Log in with email (as username) and password",
     description="OAuth2 password form, so Swagger UI's Authorize button works. 401 "
     "INVALID_CREDENTIALS for an unknown email and a wrong password alike; 403 "
-    "EMAIL_NOT_VERIFIED only after a correct password.",
+    "EMAIL_NOT_VERIFIED or ACCOUNT_DISABLED only after a correct password.",
 )
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], service: AuthServiceDep
@@ -192,3 +199,21 @@ async def change_password(
     await service.change_password(
         context.user, context.session_id, body.current_password, body.new_password
     )
+
+
+@router.get(
+    "/me/activity",
+    response_model=AuditPage,
+    responses=error_responses(NotAuthenticated, ValidationFailed),
+    summary="My account's security events",
+    description="Logins (and failed ones naming this account), verifications, logouts, "
+    "password changes and resets, refresh-token reuse, newest first; nothing about other "
+    "accounts. Keyset pages: pass `next_cursor` as `cursor`.",
+)
+async def my_activity(
+    user: CurrentUser, session: SessionDep, query: Annotated[ActivityQuery, Query()]
+) -> AuditPage:
+    filters = AuditFilters(
+        actions=audit.SECURITY_ACTIONS, target_type="user", target_id=str(user.id)
+    )
+    return AuditPage.of(await audit.page(session, filters, query.cursor, query.limit))

@@ -21,6 +21,7 @@ from app.api.deps import (
     SettingsDep,
     StorageDep,
     TotalsCacheDep,
+    ViewLogDep,
 )
 from app.api.errors import error_responses
 from app.errors import (
@@ -49,9 +50,16 @@ async def get_history_service(
     settings: SettingsDep,
     manifest: ManifestDep,
     totals_cache: TotalsCacheDep,
+    views: ViewLogDep,
 ) -> HistoryService:
     return HistoryService(
-        session, storage, settings, manifest, sessions=sessions, on_change=totals_cache.clear
+        session,
+        storage,
+        settings,
+        manifest,
+        sessions=sessions,
+        on_change=totals_cache.clear,
+        views=views,
     )
 
 
