@@ -8,7 +8,7 @@ PORT   ?= 8000
 # The stamp is rebuilt whenever pyproject.toml changes, so `make` reinstalls only then.
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install run migrate test test-mariadb lint typecheck openapi client e2e clean
+.PHONY: install run migrate test test-mariadb lint typecheck openapi client openapi-lint e2e-node e2e clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,23 +46,44 @@ openapi: install
 	cd docs && env -u API_PREFIX ENVIRONMENT=development \
 		$(abspath $(BIN))/ocupredict openapi --output openapi.json
 
-# TypeScript client: Node packages from the lock file, generated from docs/openapi.json
-# with @hey-api/openapi-ts, type-checked with tsc --strict, compiled with the e2e scripts.
-NPM_DIR := clients/typescript
+# TypeScript client package (clients/typescript, @ocupredict/client): Node packages from
+# its lock file, generated from docs/openapi.json with @hey-api/openapi-ts, type-checked
+# with tsc --strict, compiled to dist/ (JS + .d.ts) and packed by npm pack into
+# clients/typescript/ocupredict-client-<version>.tgz (the version follows pyproject.toml).
+NPM_DIR  := clients/typescript
+NODE_E2E := e2e/node
 $(NPM_DIR)/node_modules/.package-lock.json: $(NPM_DIR)/package.json $(NPM_DIR)/package-lock.json
 	cd $(NPM_DIR) && npm ci --no-audit --no-fund
 	touch $@
 
+$(NODE_E2E)/node_modules/.package-lock.json: $(NODE_E2E)/package.json $(NODE_E2E)/package-lock.json
+	cd $(NODE_E2E) && npm ci --no-audit --no-fund
+	touch $@
+
 client: $(NPM_DIR)/node_modules/.package-lock.json
 	cd $(NPM_DIR) && npm run generate && npm run typecheck && npm run build
+	cd $(NPM_DIR) && rm -f ocupredict-client-*.tgz && npm pack --silent
+
+# The schema against Redocly's rules (redocly.yaml; exceptions in .redocly.lint-ignore.yaml).
+openapi-lint: $(NPM_DIR)/node_modules/.package-lock.json
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+		$(NPM_DIR)/node_modules/.bin/redocly lint docs/openapi.json --format=stylish
+
+# The e2e consumer (e2e/node) installs the packed tarball the way a front-end would, then
+# type-checks (including the type-level tests of the error codes) and compiles its scripts.
+e2e-node: client $(NODE_E2E)/node_modules/.package-lock.json
+	cd $(NODE_E2E) && npm install --no-save --no-audit --no-fund ../../$(NPM_DIR)/ocupredict-client-*.tgz
+	cd $(NODE_E2E) && npm run typecheck && npm run build
 
 # The contract proven by real clients against a live server (uvicorn + aiosmtpd on
-# loopback): the Node flow with the generated client, Swagger UI in headless Chromium
-# (Debian's /usr/bin/chromium) and schemathesis over every operation. See e2e/run.py.
-e2e: install client
+# loopback): the Node flow with the installed package, Swagger UI in headless Chromium
+# (Debian's /usr/bin/chromium), a Python client generated from the live schema by
+# openapi-python-client, and schemathesis over every operation. See e2e/run.py.
+e2e: install openapi-lint e2e-node
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_openapi_snapshot.py
 	$(BIN)/python e2e/run.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
-	rm -rf $(NPM_DIR)/node_modules $(NPM_DIR)/src/client $(NPM_DIR)/dist
+	rm -rf $(NPM_DIR)/node_modules $(NPM_DIR)/src/client $(NPM_DIR)/dist $(NPM_DIR)/*.tgz
+	rm -rf $(NODE_E2E)/node_modules $(NODE_E2E)/dist

@@ -7,6 +7,8 @@ made once here rather than per route.
   in a multipart body) also carries `format: binary`. OpenAPI 3.1 says contentMediaType,
   but many generators (openapi-python-client, openapi-zod-client, ng-openapi-gen, RapiDoc)
   still look only for the 3.0 `format: binary` and would send the photograph as text.
+- An operation that needs no token says so (`security: []`) instead of saying nothing,
+  so linters and generators need not guess (Redocly's security-defined rule).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ def customise_openapi(app: FastAPI, token_url: str) -> None:
             if "password" in scheme.get("flows", {}):
                 scheme["flows"]["password"]["tokenUrl"] = token_url
         mark_binary_fields(schema)
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                if isinstance(operation, dict) and "responses" in operation:
+                    operation.setdefault("security", [])
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -24,6 +24,27 @@ DEFAULT_AUDIT_LIMIT = 100
 class AdminUser(User):
     """A user account as administrators see it."""
 
+    # Its own example: the one inherited from User lacks the two fields below, which
+    # made the schema's example invalid (Redocly's no-invalid-schema-examples).
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 1,
+                    "email": "ana.quispe@example.com",
+                    "name": "Dra. Ana Quispe",
+                    "locale": "es",
+                    "role": "doctor",
+                    "is_verified": True,
+                    "created_at": "2026-01-15T14:03:22+00:00",
+                    "is_active": True,
+                    "last_login_at": "2026-03-02T09:41:07+00:00",
+                }
+            ]
+        },
+    )
+
     is_active: bool = Field(description="False once an administrator disabled the account.")
     last_login_at: datetime | None = Field(
         description="Last successful login or verification (UTC), null if never."

@@ -1,28 +1,30 @@
 /**
- * The whole front-end journey through the generated client, against a live server:
- * register -> verify with the emailed code -> log in -> upload a JPEG to /predict ->
- * list history -> read the detail -> fetch the image through image_url -> set feedback ->
+ * The whole front-end journey through @ocupredict/client (installed from its npm pack
+ * tarball), against a live server: register -> verify with the emailed code -> log in ->
+ * upload a JPEG and a PNG to /predict -> list history -> read the detail (quality,
+ * recommendation) and its heatmap -> fetch the image through image_url -> set feedback ->
  * read stats -> (as an administrator) the model registry and the served version's
- * metrics -> my activity -> refresh -> log out; then an administrator reads the audit
- * trail of that prediction and disables the account. Every call must answer the
- * status the contract promises; anything else fails the run (exit code 1).
+ * metrics -> my activity -> the package's refresh on 401 -> refresh -> log out; then an
+ * administrator reads the audit trail of that prediction and disables the account. Every
+ * call must answer the status the contract promises; anything else fails the run (exit
+ * code 1).
  *
  * Environment: OCUPREDICT_URL, OCUPREDICT_MAIL_DIR, OCUPREDICT_E2E_JPEG,
- * OCUPREDICT_ADMIN_EMAIL, OCUPREDICT_ADMIN_PASSWORD (see e2e/run.py).
+ * OCUPREDICT_E2E_PNG, OCUPREDICT_ADMIN_EMAIL, OCUPREDICT_ADMIN_PASSWORD (see e2e/run.py).
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import { Admin, Auth, Health, History, Home, Predict } from '../src/client/index.js';
+import { Admin, Auth, Health, History, Home, Predict } from '@ocupredict/client';
 import {
   check,
   env,
   expectError,
   expectStatus,
   run,
+  tokens,
   uniqueEmail,
-  useAccessToken,
   verifiedAccount,
 } from './support.js';
 
@@ -53,7 +55,7 @@ run('e2e flow', async () => {
     200,
   );
   check(login.token_type === 'bearer' && login.expires_in > 0, 'a bearer token pair');
-  useAccessToken(login.access_token);
+  tokens.set(login);
   const { data: me } = await expectStatus('auth.readMe', Auth.readMe(), 200);
   check(me.email === email && me.is_verified && me.locale === 'en', `me ${JSON.stringify(me)}`);
 
@@ -93,14 +95,32 @@ run('e2e flow', async () => {
     `      ${prediction.result.class_code} (${prediction.result.label}) ` +
       `p=${prediction.result.probability.toFixed(3)} in ${prediction.inference_ms.toFixed(1)} ms`,
   );
+  const png = new Uint8Array(await readFile(env('OCUPREDICT_E2E_PNG')));
+  const { data: fromPng } = await expectStatus(
+    'predict.create (PNG)',
+    Predict.create({ body: { file: new Blob([png], { type: 'image/png' }) } }),
+    201,
+  );
+  check(fromPng.image.content_type === 'image/png', 'stored as image/png');
+  check(fromPng.image.sha256 === sha256(png), 'sha256 of the PNG upload');
+  check(fromPng.eye === 'unknown' && fromPng.patient_ref === null, 'form defaults');
+  await expectError(
+    'predict.create (not an image)',
+    Predict.create({ body: { file: new Blob(['plain text'], { type: 'image/jpeg' }) } }),
+    415,
+    'UNSUPPORTED_MEDIA_TYPE',
+  );
 
   console.log('history');
   const { data: page } = await expectStatus(
     'history.list',
-    History.list({ query: { page: 1, page_size: 10, sort: 'created_at', order: 'desc' } }),
+    History.list({ query: { page: 1, page_size: 10, sort: 'created_at', order: 'asc' } }),
     200,
   );
-  check(page.total === 1 && page.items[0]?.id === prediction.id, `page ${JSON.stringify(page)}`);
+  check(
+    page.total === 2 && page.items[0]?.id === prediction.id && page.items[1]?.id === fromPng.id,
+    `page ${JSON.stringify(page)}`,
+  );
   const { data: found } = await expectStatus(
     'history.list (q=E2E)',
     History.list({ query: { q: 'E2E', feedback: 'none' } }),
@@ -166,7 +186,7 @@ run('e2e flow', async () => {
     Home.stats({ query: { range: 'week', tz: 'UTC' } }),
     200,
   );
-  check(stats.mine.total === 1 && stats.mine.with_feedback === 1, `mine ${JSON.stringify(stats.mine)}`);
+  check(stats.mine.total === 2 && stats.mine.with_feedback === 1, `mine ${JSON.stringify(stats.mine)}`);
   check(stats.mine.correct === 0 && stats.mine.correct_pct === 0, 'the one verdict is incorrect');
   check(stats.overall.total >= 1, 'overall counts everyone');
 
@@ -212,14 +232,18 @@ run('e2e flow', async () => {
   );
   await expectError('admin.listUsers (doctor)', Admin.listUsers(), 403, 'FORBIDDEN');
 
-  console.log('refresh, log out');
+  console.log('refresh on 401 (the package), refresh, log out');
+  tokens.set({ ...login, access_token: 'not-a-valid-access-token' });
+  await expectStatus('auth.readMe (bad access token, refreshed by the package)', Auth.readMe(), 200);
+  const renewed = tokens.get();
+  check(renewed && renewed.refresh_token !== login.refresh_token, 'the package stored a new pair');
   const { data: refreshed } = await expectStatus(
     'auth.refresh',
-    Auth.refresh({ body: { refresh_token: login.refresh_token } }),
+    Auth.refresh({ body: { refresh_token: renewed.refresh_token } }),
     200,
   );
-  check(refreshed.refresh_token !== login.refresh_token, 'a new refresh token');
-  useAccessToken(refreshed.access_token);
+  check(refreshed.refresh_token !== renewed.refresh_token, 'a new refresh token');
+  tokens.set(refreshed);
   await expectStatus('auth.readMe (new access token)', Auth.readMe(), 200);
   await expectStatus(
     'auth.logout',
@@ -233,6 +257,7 @@ run('e2e flow', async () => {
     'INVALID_TOKEN',
   );
   await expectError('auth.readMe (ended session)', Auth.readMe(), 401, 'NOT_AUTHENTICATED');
+  check(tokens.get() === undefined, 'the refused refresh cleared the token store');
 
   console.log('admin: audit trail, disable the account');
   const { data: admin } = await expectStatus(
@@ -242,7 +267,7 @@ run('e2e flow', async () => {
     }),
     200,
   );
-  useAccessToken(admin.access_token);
+  tokens.set(admin);
   const { data: trail } = await expectStatus(
     'admin.listAudit',
     Admin.listAudit({ query: { target_type: 'prediction', target_id: String(prediction.id) } }),

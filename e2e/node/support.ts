@@ -1,14 +1,14 @@
 /**
- * Shared pieces of the end-to-end scripts: settings from the environment, a strict status
- * check around every generated-client call, and the one-time codes the server emails
+ * Shared pieces of the end-to-end scripts: settings from the environment, the client
+ * package configured as a front-end would (`configure()` with a token store), a strict
+ * status check around every client call, and the one-time codes the server emails
  * (captured by the aiosmtpd file sink that e2e/run.py starts, one JSON file per message).
  */
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import { client } from '../src/client/client.gen.js';
-import { Auth } from '../src/client/index.js';
-import type { TokenPair, User } from '../src/client/index.js';
+import { Auth, configure, memoryTokens } from '@ocupredict/client';
+import type { TokenPair, User } from '@ocupredict/client';
 
 export function env(name: string): string {
   const value = process.env[name];
@@ -21,13 +21,10 @@ export function env(name: string): string {
 export const BASE_URL = env('OCUPREDICT_URL').replace(/\/+$/, '');
 export const MAIL_DIR = env('OCUPREDICT_MAIL_DIR');
 
-/** The generated client talks to the live server; `auth` feeds every bearer-secured call. */
-let accessToken: string | undefined;
-client.setConfig({ baseUrl: BASE_URL, auth: () => accessToken });
-
-export function useAccessToken(token: string | undefined): void {
-  accessToken = token;
-}
+/** The client talks to the live server; the store's access token goes with every call,
+ * and a 401 is retried once after POST /auth/refresh (the package's token refresh). */
+export const tokens = memoryTokens();
+configure({ baseUrl: BASE_URL, tokens });
 
 export class UnexpectedStatus extends Error {}
 
