@@ -253,3 +253,13 @@ async def test_no_patient_identifier_is_stored_or_logged(
         assert secret not in logged
         assert secret not in response.text
     assert PATIENT_ID.encode() in await image_of(client, doctor, response.json()["id"])
+
+
+async def test_the_png_preview_of_a_jpeg_keeps_its_full_size(
+    client: httpx.AsyncClient, doctor: Doctor
+) -> None:
+    data = encode(synthetic_photo(1024, 768, 2), "JPEG", quality=90)
+    pid = (await post_image(client, doctor, data)).json()["id"]
+    assert await image_of(client, doctor, pid) == data
+    with Image.open(io.BytesIO(await image_of(client, doctor, pid, format="png"))) as preview:
+        assert (preview.format, preview.size) == ("PNG", (1024, 768))

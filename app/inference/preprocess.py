@@ -198,9 +198,9 @@ def _read_dicom(data: bytes, max_pixels: int) -> DicomPicture:
         raise ImageRejected(exc.status_code, exc.code, exc.detail) from exc
 
 
-def decode_rgb(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image:
+def decode_rgb(data: bytes, *, max_pixels: int, min_side: int | None) -> Image.Image:
     """A stored image as RGB with EXIF orientation applied, a JPEG decoded at the smallest
-    DCT scale that keeps `min_side` on each side. Raises ImageRejected."""
+    DCT scale that keeps `min_side` on each side (None: full size). Raises ImageRejected."""
     content_type = sniff(data)
     if content_type is None:
         raise ImageRejected(415, "UNSUPPORTED_MEDIA_TYPE", UNSUPPORTED)
@@ -217,7 +217,7 @@ def decode_rgb(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image:
 def render_png(data: bytes, *, max_pixels: int) -> bytes:
     """A stored image (a DICOM's first frame) as an RGB PNG at full size, for a browser."""
     out = io.BytesIO()
-    decode_rgb(data, max_pixels=max_pixels, min_side=MIN_SIDE).save(out, "PNG", compress_level=1)
+    decode_rgb(data, max_pixels=max_pixels, min_side=None).save(out, "PNG", compress_level=1)
     return out.getvalue()
 
 
