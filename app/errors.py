@@ -168,7 +168,16 @@ class FileTooLarge(KnownError):
 class UnsupportedMediaType(KnownError):
     status_code = 415
     code = "UNSUPPORTED_MEDIA_TYPE"
-    message = "Only JPEG and PNG images are accepted."
+    message = "Only JPEG, PNG and DICOM files are accepted."
+
+
+class UnsupportedDicom(KnownError):
+    """A DICOM file that is not an accepted photograph (other SOP class such as an OCT
+    volume, other transfer syntax, no pixel data, other bit depth); detail says which."""
+
+    status_code = 415
+    code = "UNSUPPORTED_DICOM"
+    message = "This DICOM file is not an accepted ophthalmic photograph."
 
 
 # --------------------------------------------------------------------------- 422

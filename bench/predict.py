@@ -23,6 +23,10 @@
    a 2048 px JPEG), and images/s at 8 clients for 2048 px JPEGs with the gate on and off
    (QUALITY_GATE), two servers measured in alternating rounds in this one invocation.
    `--clinical` runs this part alone.
+8. DICOM intake: decode_upload images/s (one thread) of a 2048x2048 JPEG-baseline DICOM
+   (YBR_FULL_422, the same JPEG bytes encapsulated by pydicom) beside that JPEG with fast
+   and full decode, and images/s at 8 clients for each upload on one server, alternating.
+   `--dicom` runs this part alone.
 
 Every loop is bounded by a request count and a time limit; servers listen on 127.0.0.1
 only and are stopped on exit, Ctrl-C included. Nothing here asserts on time.
@@ -37,6 +41,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import io
 import os
 import platform
 import re
@@ -72,6 +77,10 @@ from _common import (
     throughput,
 )
 from legacy_baseline import preprocess as legacy_preprocess
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import UID, JPEGBaseline8Bit, generate_uid
 
 from app.clinical import assess
 from app.config import Settings
@@ -807,6 +816,77 @@ def bench_clinical(plan: Plan, images: dict[int, bytes], workdir: Path, cache: P
     )
 
 
+def dicom_of_jpeg(jpeg: bytes) -> bytes:
+    """The JPEG as an OP 8-bit, JPEG-baseline DICOM file (pixel data encapsulated as is)."""
+    with Image.open(io.BytesIO(jpeg)) as image:
+        width, height = image.size
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = UID("1.2.840.10008.5.1.4.1.1.77.1.5.1")
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.Modality, ds.ImageLaterality = "OP", "R"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = height, width, 3
+    ds.PhotometricInterpretation, ds.PlanarConfiguration = "YBR_FULL_422", 0
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    ds.PixelData = encapsulate([jpeg])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def bench_dicom(plan: Plan, images: dict[int, bytes], workdir: Path, cache: Path) -> None:
+    jpeg = images[2048]
+    dicom = dicom_of_jpeg(jpeg)
+    print(f"  2048x2048 JPEG {len(jpeg) / 1024:.0f} KiB, as DICOM {len(dicom) / 1024:.0f} KiB")
+    cases: dict[str, Callable[[], object]] = {
+        "JPEG fast": lambda: decode_upload(jpeg, max_pixels=MAX_PIXELS, fast_jpeg=True),
+        "JPEG full": lambda: decode_upload(jpeg, max_pixels=MAX_PIXELS, fast_jpeg=False),
+        "DICOM": lambda: decode_upload(dicom, max_pixels=MAX_PIXELS),
+    }
+    rates = {}
+    for name, case in cases.items():
+        case()  # warm-up
+        times = timed_ms(case, count=500, seconds=3 * plan.prep_seconds)
+        rates[name] = 1000 / float(np.median(times))
+        print(f"    decode {name:9}: {rates[name]:6.1f} images/s (one thread, {len(times)} calls)")
+    print(
+        f"    DICOM / JPEG: {rates['DICOM'] / rates['JPEG fast']:.2f}x the fast decode, "
+        f"{rates['DICOM'] / rates['JPEG full']:.2f}x the full decode"
+    )
+    print("  end to end, 8 clients, JPEG / DICOM in alternating rounds (one server):")
+    with running(start_ours(workdir / "dicom", model_cache=cache)) as server:
+        token = sign_in(server.base_url, server.log_text)
+        bodies = {"JPEG": multipart(jpeg), "DICOM": multipart(dicom, "fundus.dcm")}
+        per_second: dict[str, list[float]] = {"JPEG": [], "DICOM": []}
+        for name in ["JPEG", "DICOM", "DICOM", "JPEG"][: 4 if plan.peers else 2]:
+            body, base_headers = bodies[name]
+            result = asyncio.run(
+                closed_loop(
+                    server.base_url,
+                    f"{API}/predict",
+                    body,
+                    {**base_headers, "Authorization": f"Bearer {token}"},
+                    clients=8,
+                    expect=201,
+                    warmup=8 * plan.warmup_rounds,
+                    requests=plan.level_requests,
+                    seconds=plan.level_seconds,
+                )
+            )
+            per_second[name].append(result.per_second)
+            print(
+                f"    {name:5}: {result.per_second:.1f} images/s ({result.ok} requests, "
+                f"p50 {result.p50_ms:.0f} ms)",
+                flush=True,
+            )
+    j, d = float(np.mean(per_second["JPEG"])), float(np.mean(per_second["DICOM"]))
+    print(f"  DICOM {d:.1f} vs JPEG {j:.1f} images/s end to end ({d / j:.2f}x)")
+
+
 def _stop(signum: int, frame: object) -> None:
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
@@ -836,6 +916,7 @@ def main() -> int:
     parser.add_argument(
         "--clinical", action="store_true", help="only part 7 (quality gate and heatmap)"
     )
+    parser.add_argument("--dicom", action="store_true", help="only part 8 (DICOM intake)")
     args = parser.parse_args()
     plan = Plan.make(args.quick)
     # Both signals raise at once, so the finally blocks stop the servers. (asyncio.run's
@@ -866,6 +947,12 @@ def main() -> int:
             print("\n7. Clinical decision support", flush=True)
             meter = CpuMeter()
             bench_clinical(plan, images, workdir, cache)
+            print(f"  (others kept {meter.read()[1]:.2f} cores busy meanwhile)")
+            return 0
+        if args.dicom:
+            print("\n8. DICOM intake", flush=True)
+            meter = CpuMeter()
+            bench_dicom(plan, images, workdir, cache)
             print(f"  (others kept {meter.read()[1]:.2f} cores busy meanwhile)")
             return 0
         print("\n1. Raw model", flush=True)
@@ -903,6 +990,11 @@ def main() -> int:
         print("\n7. Clinical decision support", flush=True)
         meter = CpuMeter()
         bench_clinical(plan, images, workdir, cache)
+        print(f"  (others kept {meter.read()[1]:.2f} cores busy meanwhile)")
+
+        print("\n8. DICOM intake", flush=True)
+        meter = CpuMeter()
+        bench_dicom(plan, images, workdir, cache)
         print(f"  (others kept {meter.read()[1]:.2f} cores busy meanwhile)")
 
     report(model, prep, runs)

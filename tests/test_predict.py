@@ -70,6 +70,7 @@ async def test_predict_returns_the_prediction_and_a_usable_image_url(
         "height": 480,
         "size_bytes": len(data),
         "sha256": body["image"]["sha256"],
+        "frames": None,  # DICOM only
     }
     codes = [p["class_code"] for p in body["probabilities"]]
     assert codes == ["glaucoma", "diabetic_retinopathy", "normal", "cataract"]

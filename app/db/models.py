@@ -148,6 +148,11 @@ class Prediction(Base):
 
     patient_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
     eye: Mapped[str] = mapped_column(String(10), default="unknown")
+    # 0010_dicom: where `eye` came from ("request" | "dicom"), whether the request's eye
+    # contradicts the file's laterality, and a DICOM's frame count (first one classified).
+    eye_source: Mapped[str] = mapped_column(String(10), default="request")
+    laterality_conflict: Mapped[bool] = mapped_column(Boolean, default=False)
+    frames: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     predicted_class: Mapped[str] = mapped_column(String(64))
     probability: Mapped[float] = mapped_column(Float)

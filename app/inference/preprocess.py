@@ -6,8 +6,10 @@ Reference semantics (the earlier back-end, torchvision on a PIL image): convert(
 
 Rejections (ImageRejected), decided in this order:
 - 422 INVALID_IMAGE for an empty file (as the prediction service does before calling us);
-- 415 UNSUPPORTED_MEDIA_TYPE: the bytes do not start with a JPEG or PNG signature
-  (the filename and the client's content type are ignored);
+- 415 UNSUPPORTED_MEDIA_TYPE: the bytes are neither JPEG, PNG (leading signature) nor
+  DICOM Part 10 (`DICM` at offset 128); the filename and the client's content type are
+  ignored;
+- 415 UNSUPPORTED_DICOM: a DICOM file that is not an accepted photograph (app.inference.dicom);
 - 422 INVALID_IMAGE: more pixels than `max_pixels` (checked from the header, before any
   pixel is decoded), a side under 64 px, or data Pillow cannot decode (truncated, corrupt).
 """
@@ -23,18 +25,27 @@ from PIL import ExifTags, Image
 
 from app.clinical.quality import GATE_SIZE, UInt8Image
 from app.inference.arrays import FloatArray
+from app.inference.dicom import (
+    DICOM_CONTENT_TYPE,
+    DicomPicture,
+    DicomRejected,
+    is_dicom,
+    read_dicom,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_SIDE = 64
 
-ContentType = Literal["image/jpeg", "image/png"]
+ContentType = Literal["image/jpeg", "image/png", "application/dicom"]
+UNSUPPORTED = "Only JPEG, PNG and DICOM files are accepted."
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _FORMATS: dict[ContentType, tuple[str, str]] = {  # content type -> (Pillow format, extension)
     "image/jpeg": ("JPEG", "jpg"),
     "image/png": ("PNG", "png"),
+    "application/dicom": ("DICOM", "dcm"),  # read by pydicom, not Pillow
 }
 _ORIENTATION = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -61,13 +72,15 @@ class ImageRejected(Exception):
 @dataclass(frozen=True)
 class DecodedImage:
     content_type: ContentType
-    extension: str  # "jpg" | "png"
+    extension: str  # "jpg" | "png" | "dcm"
     width: int  # of the original image, after EXIF orientation
     height: int
     array: FloatArray  # (3, input_size, input_size), normalized
     # (GATE_SIZE, GATE_SIZE, 3) uint8 RGB: the image as reduced for the model, for the
     # quality gate (the model's own resize when input_size == GATE_SIZE)
     picture: UInt8Image
+    frames: int | None = None  # DICOM only: frames in the file (the first is classified)
+    laterality: str | None = None  # DICOM only: "left" | "right" from the file, if it says
 
 
 def sniff(data: bytes) -> ContentType | None:
@@ -76,6 +89,8 @@ def sniff(data: bytes) -> ContentType | None:
         return "image/jpeg"
     if data.startswith(_PNG_MAGIC):
         return "image/png"
+    if is_dicom(data):
+        return DICOM_CONTENT_TYPE
     return None
 
 
@@ -98,7 +113,7 @@ def decode_upload(
         raise ImageRejected(422, "INVALID_IMAGE", "The file is empty.")
     content_type = sniff(data)
     if content_type is None:
-        raise ImageRejected(415, "UNSUPPORTED_MEDIA_TYPE", "Only JPEG and PNG images are accepted.")
+        raise ImageRejected(415, "UNSUPPORTED_MEDIA_TYPE", UNSUPPORTED)
     try:
         return _decode(data, content_type, max_pixels, fast_jpeg, input_size, mean, std)
     except ImageRejected:
@@ -154,9 +169,15 @@ def _decode(
     mean: tuple[float, float, float],
     std: tuple[float, float, float],
 ) -> DecodedImage:
-    rgb, width, height = _open_rgb(
-        data, content_type, max_pixels, 2 * input_size if fast_jpeg else None
-    )
+    frames = laterality = None
+    if content_type == DICOM_CONTENT_TYPE:
+        dicom = _read_dicom(data, max_pixels)
+        rgb, width, height = dicom.image, dicom.width, dicom.height
+        frames, laterality = dicom.frames, dicom.laterality
+    else:
+        rgb, width, height = _open_rgb(
+            data, content_type, max_pixels, 2 * input_size if fast_jpeg else None
+        )
     array, picture = model_input_and_picture(rgb, input_size, mean, std)
     return DecodedImage(
         content_type=content_type,
@@ -165,21 +186,39 @@ def _decode(
         height=height,
         array=array,
         picture=picture,
+        frames=frames,
+        laterality=laterality,
     )
 
 
-def decode_rgb(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image:
+def _read_dicom(data: bytes, max_pixels: int) -> DicomPicture:
+    try:
+        return read_dicom(data, max_pixels=max_pixels, min_side=MIN_SIDE)
+    except DicomRejected as exc:
+        raise ImageRejected(exc.status_code, exc.code, exc.detail) from exc
+
+
+def decode_rgb(data: bytes, *, max_pixels: int, min_side: int | None) -> Image.Image:
     """A stored image as RGB with EXIF orientation applied, a JPEG decoded at the smallest
-    DCT scale that keeps `min_side` on each side. Raises ImageRejected."""
+    DCT scale that keeps `min_side` on each side (None: full size). Raises ImageRejected."""
     content_type = sniff(data)
     if content_type is None:
-        raise ImageRejected(415, "UNSUPPORTED_MEDIA_TYPE", "Only JPEG and PNG images are accepted.")
+        raise ImageRejected(415, "UNSUPPORTED_MEDIA_TYPE", UNSUPPORTED)
     try:
+        if content_type == DICOM_CONTENT_TYPE:
+            return _read_dicom(data, max_pixels).image
         return _open_rgb(data, content_type, max_pixels, min_side)[0]
     except ImageRejected:
         raise
     except Exception as exc:
         raise ImageRejected(422, "INVALID_IMAGE", "The file is not a readable image.") from exc
+
+
+def render_png(data: bytes, *, max_pixels: int) -> bytes:
+    """A stored image (a DICOM's first frame) as an RGB PNG at full size, for a browser."""
+    out = io.BytesIO()
+    decode_rgb(data, max_pixels=max_pixels, min_side=None).save(out, "PNG", compress_level=1)
+    return out.getvalue()
 
 
 def _open_rgb(

@@ -33,11 +33,15 @@ class ImageInfo(BaseModel):
     """The uploaded image as stored (validated from its bytes)."""
 
     filename: str = Field(description="The uploaded file's name, kept as metadata only")
-    content_type: Literal["image/jpeg", "image/png"]
+    content_type: Literal["image/jpeg", "image/png", "application/dicom"]
     width: int = Field(description="Width of the original image (after EXIF orientation)")
     height: int = Field(description="Height of the original image (after EXIF orientation)")
     size_bytes: int = Field(description="Size of the stored file in bytes")
     sha256: str = Field(description="Hex sha256 of the stored bytes (also the image's ETag)")
+    frames: int | None = Field(
+        None,
+        description="DICOM only: the file's number of frames; only the first was classified",
+    )
 
 
 class ModelInfo(BaseModel):
@@ -77,6 +81,16 @@ class PredictionSummary(BaseModel):
     created_at: AwareDatetime = Field(description="When it was classified (ISO 8601, UTC)")
     patient_ref: str | None = Field(description="The clinic's patient reference, if sent")
     eye: Eye
+    eye_source: Literal["request", "dicom"] = Field(
+        "request",
+        description="dicom: `eye` was taken from the DICOM file's Image Laterality "
+        "(0020,0062) or Laterality (0020,0060), the request having given none",
+    )
+    laterality_conflict: bool = Field(
+        False,
+        description="True when the request's eye contradicts the DICOM file's laterality "
+        "(the request's value is kept)",
+    )
     image: ImageInfo
     result: ClassProbability = Field(description="The most probable class")
     probabilities: list[ClassProbability] = Field(description="Every class, in model order")
@@ -128,6 +142,8 @@ def summary_from_row(row: PredictionRow, label_for: LabelFor) -> PredictionSumma
         created_at=row.created_at,
         patient_ref=row.patient_ref,
         eye=row.eye,
+        eye_source=row.eye_source,
+        laterality_conflict=row.laterality_conflict,
         image=ImageInfo(
             filename=row.original_filename,
             content_type=row.content_type,
@@ -135,6 +151,7 @@ def summary_from_row(row: PredictionRow, label_for: LabelFor) -> PredictionSumma
             height=row.height,
             size_bytes=row.size_bytes,
             sha256=row.sha256,
+            frames=row.frames,
         ),
         result=top,
         probabilities=probabilities,

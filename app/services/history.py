@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
 from app.db.models import Prediction as PredictionRow
@@ -23,6 +24,7 @@ from app.db.session import SessionFactory
 from app.errors import InvalidCorrectClass, NotFound, ValidationFailed
 from app.inference import Classifier
 from app.inference.manifest import ModelManifest
+from app.inference.preprocess import render_png
 from app.repositories.predictions import HistoryFilters, PredictionRepository
 from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage, zone
 from app.schemas.prediction import Prediction, label_lookup, summary_from_row
@@ -250,6 +252,7 @@ class HistoryService:
         signature: str | None,
         if_none_match: str | None,
         now: datetime,
+        preview: bool = False,
     ) -> ImageRedirect | ImageBytes:
         """Access by a valid signed URL (any client; it was issued to the owner) or by the
         owner's bearer token. Anything else, including an expired or forged signature, is
@@ -268,7 +271,7 @@ class HistoryService:
             max_age, via = ttl, "token"
         if row is None:
             raise NotFound("Prediction not found")
-        result = await self._image_of(row, ttl, max_age, if_none_match)
+        result = await self._image_of(row, ttl, max_age, if_none_match, preview)
         # Served: a view. A signed URL was issued to the owner: the event names them.
         self.views.add(
             "prediction.image_view",
@@ -279,18 +282,32 @@ class HistoryService:
         return result
 
     async def _image_of(
-        self, row: PredictionRow, ttl: int, max_age: int, if_none_match: str | None
+        self,
+        row: PredictionRow,
+        ttl: int,
+        max_age: int,
+        if_none_match: str | None,
+        preview: bool,
     ) -> ImageRedirect | ImageBytes:
-        presigned = await self.storage.presigned_url(row.image_key, ttl)
-        if presigned is not None:
-            return ImageRedirect(presigned)
-        etag = etag_for(row)
+        """The original bytes, or with `preview` a PNG rendered from them (a DICOM's first
+        frame; a browser cannot show application/dicom)."""
+        if not preview:
+            presigned = await self.storage.presigned_url(row.image_key, ttl)
+            if presigned is not None:
+                return ImageRedirect(presigned)
+        etag = f'"{row.sha256}-png"' if preview else etag_for(row)
+        content_type = "image/png" if preview else row.content_type
         if etag_matches(if_none_match, etag):
-            return ImageBytes(None, row.content_type, etag, max_age)
+            return ImageBytes(None, content_type, etag, max_age)
         try:
             stored = await self.storage.get(row.image_key)
         except (ImageNotFound, InvalidImageKey) as exc:
             raise NotFound("Image not found") from exc
+        if preview:
+            data = await run_in_threadpool(
+                render_png, stored.data, max_pixels=self.settings.max_image_pixels
+            )
+            return ImageBytes(data, content_type, etag, max_age)
         return ImageBytes(stored.data, stored.content_type or row.content_type, etag, max_age)
 
     async def set_feedback(

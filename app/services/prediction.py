@@ -57,6 +57,14 @@ def clean_filename(filename: str | None) -> str:
     return name[:255] or "upload"
 
 
+def eye_of(requested: str, laterality: str | None) -> tuple[str, str, bool]:
+    """(eye, eye_source, laterality_conflict): the file's laterality fills an unknown eye;
+    a request eye that contradicts it is kept and flagged."""
+    if requested == "unknown" and laterality is not None:
+        return laterality, "dicom", False
+    return requested, "request", laterality is not None and requested != laterality
+
+
 def _inspect(data: bytes, settings: Settings, classifier: Classifier) -> _Inspected:
     manifest = classifier.manifest
     with metrics.PREPROCESS_SECONDS.time():
@@ -117,6 +125,7 @@ async def create_prediction(
 
     codes = list(classifier.manifest.codes)
     quality = inspected.quality
+    eye, eye_source, conflict = eye_of(upload.eye, decoded.laterality)
     recommendation: Recommendation = recommend(
         result.probabilities,
         codes,
@@ -134,7 +143,10 @@ async def create_prediction(
         height=decoded.height,
         sha256=inspected.sha256,
         patient_ref=upload.patient_ref,
-        eye=upload.eye,
+        eye=eye,
+        eye_source=eye_source,
+        laterality_conflict=conflict,
+        frames=decoded.frames,
         predicted_class=codes[result.top],
         probability=result.top_probability,
         probabilities=result.probabilities,

@@ -15,13 +15,17 @@ from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 # Extension -> content type. The only image formats we ever store.
-CONTENT_TYPES: dict[str, str] = {"jpg": "image/jpeg", "png": "image/png"}
+CONTENT_TYPES: dict[str, str] = {
+    "jpg": "image/jpeg",
+    "png": "image/png",
+    "dcm": "application/dicom",  # the DICOM file as uploaded, byte for byte
+}
 _EXTENSION_ALIASES = {"jpeg": "jpg"}
 
 # images/{yyyy}/{mm}/{uuid4 hex}.{ext}; fullmatch so no '..', '/', '\\' or newline slips in.
 # A file derived from an image (a heatmap) sits beside it: {image key}.heatmap-{16 hex}.png.
 _KEY_RE = re.compile(
-    r"images/[0-9]{4}/(?:0[1-9]|1[0-2])/[0-9a-f]{32}\.(?:jpg|png)(?:\.heatmap-[0-9a-f]{16}\.png)?"
+    r"images/[0-9]{4}/(?:0[1-9]|1[0-2])/[0-9a-f]{32}\.(?:jpg|png|dcm)(?:\.heatmap-[0-9a-f]{16}\.png)?"
 )
 _DERIVED = ".heatmap-"
 # Model registry files: models/{version}.pth (weights) and models/{version}.json (manifest).

@@ -5,7 +5,7 @@ Owner-only: another user's id answers 404 NOT_FOUND exactly like a missing one.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.responses import RedirectResponse
@@ -76,6 +76,7 @@ _IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
             "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "application/dicom": {"schema": {"type": "string", "format": "binary"}},
         },
     },
     304: {"description": "Not modified (If-None-Match matched the ETag)"},
@@ -133,8 +134,10 @@ async def read(
         "Authorized by the owner's bearer token, or without one by the `expires` and "
         "`signature` of the image_url that GET /history/{id} returned (an <img> tag cannot "
         "send a header). S3 store: 307 to a presigned URL. Local store: the bytes with the "
-        "stored content type, ETag (sha256) and Cache-Control: private. A wrong, expired or "
-        "foreign signature, or another user's id, is 404."
+        "stored content type (application/dicom for a DICOM upload, byte for byte), ETag "
+        "(sha256) and Cache-Control: private. `format=png`: a PNG rendered from the stored "
+        "image (a DICOM's first frame), served by the API on either store. A wrong, expired "
+        "or foreign signature, or another user's id, is 404."
     ),
 )
 async def image(
@@ -147,6 +150,13 @@ async def image(
     ] = None,
     signature: Annotated[str | None, Query(max_length=128, description="From image_url")] = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+    image_format: Annotated[
+        Literal["original", "png"],
+        Query(
+            alias="format",
+            description="png: a rendered PNG preview (for a DICOM in a browser)",
+        ),
+    ] = "original",
 ) -> Response:
     if user is None and (expires is None or signature is None):
         raise NotAuthenticated()
@@ -157,6 +167,7 @@ async def image(
         signature=signature,
         if_none_match=if_none_match,
         now=now,
+        preview=image_format == "png",
     )
     if isinstance(result, ImageRedirect):
         return RedirectResponse(

@@ -25,6 +25,7 @@ from app.errors import (
     NotAuthenticated,
     ShuttingDown,
     StorageUnavailableError,
+    UnsupportedDicom,
     UnsupportedMediaType,
     ValidationFailed,
 )
@@ -43,6 +44,7 @@ router = APIRouter(prefix="/predict", tags=["predict"])
         NotAuthenticated,
         FileTooLarge,
         UnsupportedMediaType,
+        UnsupportedDicom,
         InvalidImage,
         ValidationFailed,
         ModelUnavailableError,
@@ -53,10 +55,18 @@ router = APIRouter(prefix="/predict", tags=["predict"])
     dependencies=[Depends(upload_slot)],
     summary="Classify an eye photograph",
     description=(
-        "Multipart upload of a JPEG or PNG (decided from the bytes), at least 64x64, at "
-        "most MAX_UPLOAD_MB (15 MB) and MAX_IMAGE_PIXELS (50 MP); EXIF orientation is "
-        "applied. The image is stored only after it has been validated and classified. "
-        "Errors: 413 FILE_TOO_LARGE, 415 UNSUPPORTED_MEDIA_TYPE, 422 INVALID_IMAGE, "
+        "Multipart upload of a JPEG, PNG or DICOM Part 10 file (decided from the bytes), at "
+        "least 64x64, at most MAX_UPLOAD_MB (15 MB) and MAX_IMAGE_PIXELS (50 MP); EXIF "
+        "orientation is applied. DICOM: Ophthalmic Photography 8 Bit, VL Photographic or "
+        "secondary capture, uncompressed (little endian) or JPEG baseline, RGB, YBR_FULL(_422) "
+        "or monochrome; a multi-frame file is classified on its first frame (`image.frames`). "
+        "Its Image Laterality fills an `eye` the request left unknown (`eye_source: dicom`); "
+        "a request eye that contradicts it is kept and `laterality_conflict` is true. The "
+        "file is stored byte for byte; no patient name, id or birth date is kept from it. "
+        "The image is stored only after it has been validated and classified. "
+        "Errors: 413 FILE_TOO_LARGE, 415 UNSUPPORTED_MEDIA_TYPE, 415 UNSUPPORTED_DICOM (a "
+        "DICOM that is not such a photograph: other SOP class, transfer syntax, no pixel "
+        "data), 422 INVALID_IMAGE (also a truncated or oversized DICOM), "
         "503 MODEL_UNAVAILABLE, STORAGE_UNAVAILABLE, DATABASE_UNAVAILABLE or SHUTTING_DOWN "
         "(the process is draining; nothing was stored)."
     ),
@@ -70,7 +80,7 @@ async def create(
     settings: SettingsDep,
     models: ModelHolderDep,
     tasks: BackgroundTasks,
-    file: Annotated[UploadFile, File(description="The eye photograph (JPEG or PNG)")],
+    file: Annotated[UploadFile, File(description="The eye photograph (JPEG, PNG or DICOM)")],
     patient_ref: Annotated[
         str | None,
         Form(max_length=64, description="The clinic's reference for the patient (no PHI)"),
