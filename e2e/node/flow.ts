@@ -154,8 +154,11 @@ run('e2e flow', async () => {
     History.heatmap({ path: { id: prediction.id }, parseAs: 'blob' }),
     200,
   );
-  const png = new Uint8Array(await heatmap.arrayBuffer());
-  check(png[1] === 0x50 && png[2] === 0x4e && png[3] === 0x47, 'the heatmap is a PNG');
+  const heatmapPng = new Uint8Array(await heatmap.arrayBuffer());
+  check(
+    heatmapPng[1] === 0x50 && heatmapPng[2] === 0x4e && heatmapPng[3] === 0x47,
+    'the heatmap is a PNG',
+  );
   await expectError(
     'history.heatmap (unknown class)',
     History.heatmap({ path: { id: prediction.id }, query: { class_code: 'keratitis' } }),
@@ -199,7 +202,7 @@ run('e2e flow', async () => {
     }),
     200,
   );
-  useAccessToken(adminLogin.access_token);
+  tokens.set(adminLogin);
   const { data: models } = await expectStatus('admin.listModels', Admin.listModels(), 200);
   const active = models.find((m) => m.status === 'active');
   check(active && active.version === prediction.model.version, 'the served version is active');
@@ -221,7 +224,7 @@ run('e2e flow', async () => {
     409,
     'MODEL_ACTIVE',
   );
-  useAccessToken(login.access_token);
+  tokens.set(login);
 
   console.log('my activity; admin routes refused');
   const { data: activity } = await expectStatus('auth.myActivity', Auth.myActivity(), 200);
