@@ -50,7 +50,7 @@ from ocupredict_client.models import (
     ErrorInvalidCredentials,
     ErrorInvalidToken,
     ErrorNotAuthenticated,
-    ErrorUnsupportedMediaType,
+    ErrorUnsupportedDicomOrUnsupportedMediaType,
     FeedbackIn,
     FeedbackInVerdict,
     HistoryListOrderType0,
@@ -183,7 +183,7 @@ def flow() -> None:
         "predict.create (not an image)",
         predict_create.sync_detailed(client=client, body=not_image),
         415,
-        ErrorUnsupportedMediaType,
+        ErrorUnsupportedDicomOrUnsupportedMediaType,
     )
 
     print("history", flush=True)

@@ -24,21 +24,20 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ALTER TABLE, not batch mode: batch mode rebuilds the SQLite table, which drops the
+# triggers 0009_model_registry keeps on predictions (both databases add and drop columns).
 def upgrade() -> None:
-    with op.batch_alter_table("predictions") as batch:
-        batch.add_column(
-            sa.Column("eye_source", sa.String(10), nullable=False, server_default="request")
-        )
-        batch.add_column(
-            sa.Column(
-                "laterality_conflict", sa.Boolean(), nullable=False, server_default=sa.false()
-            )
-        )
-        batch.add_column(sa.Column("frames", sa.Integer(), nullable=True))
+    op.add_column(
+        "predictions",
+        sa.Column("eye_source", sa.String(10), nullable=False, server_default="request"),
+    )
+    op.add_column(
+        "predictions",
+        sa.Column("laterality_conflict", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.add_column("predictions", sa.Column("frames", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("predictions") as batch:
-        batch.drop_column("frames")
-        batch.drop_column("laterality_conflict")
-        batch.drop_column("eye_source")
+    for column in ("frames", "laterality_conflict", "eye_source"):
+        op.drop_column("predictions", column)
