@@ -330,16 +330,24 @@ async def test_sigterm_with_50_uploads_in_flight_loses_nothing(
         await asyncio.sleep(0.3)  # the uploads are on their way, some already answered
         assert stack.proc is not None
         stack.proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.05)
+        # The supervisor forwards SIGTERM to the workers: poll each one's readiness until
+        # it turns 503 SHUTTING_DOWN or its socket is gone (a functional bound, not timing).
         readiness: list[Any] = []
         for index in range(2):
-            try:
-                status, body = await asyncio.to_thread(
-                    unix_get, stack.socket(index), f"{API}/health/ready"
-                )
-                readiness.append((status, body))
-            except OSError as exc:
-                readiness.append(exc)
+            deadline = asyncio.get_running_loop().time() + 5.0
+            while True:
+                try:
+                    status, body = await asyncio.to_thread(
+                        unix_get, stack.socket(index), f"{API}/health/ready"
+                    )
+                    answer: Any = (status, body)
+                except OSError as exc:
+                    answer = exc
+                draining = isinstance(answer, OSError) or answer[0] == 503
+                if draining or asyncio.get_running_loop().time() > deadline:
+                    readiness.append(answer)
+                    break
+                await asyncio.sleep(0.02)
         responses = await asyncio.gather(*tasks)
     returncode = await asyncio.to_thread(stack.stop)  # raises if anything still runs
     assert returncode == 0
