@@ -163,7 +163,8 @@ async def _sweep_images(settings: Settings, older_than_hours: float, dry_run: bo
     count = report.orphaned if dry_run else report.deleted
     print(
         f"{report.scanned} images older than {older_than_hours:g} h, {report.orphaned} "
-        f"referenced by no prediction: {action} {count}, failed {report.failed}"
+        f"referenced by no prediction: {action} {count}, failed {report.failed}; "
+        f"unfinished writes of killed processes: {report.abandoned_writes}"
     )
     return 0 if report.failed == 0 else 1
 

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from app.legacy.report import ImportReport
 from app.legacy.schema import async_source_url
 from app.security import Passwords
 from app.services.sessions import Sessions
+from app.services.sweep import sweep_orphan_images
 from app.storage.base import is_image_key
 from tests import legacy_source as legacy
 from tests.conftest import ROOT, TEST_JWT_SECRET, ClientFactory, Mailbox, in_own_thread
@@ -388,6 +389,19 @@ async def test_killed_import_resumes_to_the_same_totals(
     assert report.history.imported == len(expected.rows) - partial
     assert report.users.imported == 0  # the killed run had done the accounts
     assert_report_matches(report, expected)  # the totals of an uninterrupted import
+    # The kill may have landed inside writes: their temp files are all it can leave behind
+    # (the keys are the legacy ids', so the resumed run rewrote any image stored for an
+    # uncommitted row), and the sweep removes it. No orphan image is left to sweep.
+    async with make_client(local_storage_dir=store_dir) as client:
+        app = app_of(client)
+        sweep = await sweep_orphan_images(
+            app.state.sessionmaker,
+            app.state.storage,
+            cutoff=datetime.now(UTC) + timedelta(minutes=1),
+            dry_run=False,
+        )
+    assert (sweep.orphaned, sweep.failed) == (0, 0)
+    assert sweep.abandoned_writes <= ImportOptions("", None).concurrency  # writes under way
     await assert_database_matches(db_engine, store_dir, big_source)
 
 

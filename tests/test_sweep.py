@@ -48,9 +48,9 @@ def put_foreign_objects(store: ImageStore, request: pytest.FixtureRequest) -> li
         month = store.root / "images" / "2025" / "03"
         month.mkdir(parents=True, exist_ok=True)
         (month / "notes.txt").write_text("not an image key")
-        (month / ".abc123.tmp").write_bytes(JPEG)  # an unfinished write
+        (month / "abc123.tmp").write_bytes(JPEG)  # not the shape of our unfinished writes
         (store.root / "other.jpg").write_bytes(JPEG)
-        return ["images/2025/03/notes.txt", "images/2025/03/.abc123.tmp", "other.jpg"]
+        return ["images/2025/03/notes.txt", "images/2025/03/abc123.tmp", "other.jpg"]
     s3, bucket = request.getfixturevalue("s3_client"), request.getfixturevalue("s3_bucket")
     keys = ["images/readme.txt", "other/" + new_image_key("jpg", datetime.now(UTC))]
     for key in keys:
@@ -112,6 +112,9 @@ class DeleteFails:
     def keys_stored_before(self, cutoff: datetime) -> AsyncIterator[list[str]]:
         return self.store.keys_stored_before(cutoff)
 
+    async def remove_abandoned_writes(self, cutoff: datetime, *, dry_run: bool) -> int:
+        return await self.store.remove_abandoned_writes(cutoff, dry_run=dry_run)
+
     async def delete(self, key: str) -> None:
         raise StorageUnavailable()
 
@@ -137,6 +140,40 @@ async def test_failed_delete_is_counted_and_left_for_the_next_sweep(
             app.state.sessionmaker, store, cutoff=cutoff, dry_run=False
         )
         assert report.deleted == 1 and not await store.exists(orphan)
+
+
+async def test_unfinished_writes_of_a_killed_process_are_removed_after_the_grace_period(
+    make_client: ClientFactory, tmp_path: Path
+) -> None:
+    """A SIGKILL between mkstemp and the rename leaves `.<random>.tmp` beside the images;
+    the sweep removes it once it is older than the cutoff, never a younger one (a write
+    that may still be under way), and never a real image."""
+    async with make_client(local_storage_dir=tmp_path / "store") as client:
+        app = client.app  # type: ignore[attr-defined]
+        store: LocalImageStore = app.state.storage
+        doctor = await make_doctor(app)
+        kept = await add_prediction(app, doctor.id)
+        await store.put(kept.image_key, JPEG, "image/jpeg")
+        month = (store.root / kept.image_key).parent
+        abandoned, under_way = month / ".k1ll3d.tmp", month / ".w0rk1ng.tmp"
+        for path in (abandoned, under_way):
+            path.write_bytes(JPEG[:10])
+        two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).timestamp()
+        os.utime(abandoned, (two_hours_ago, two_hours_ago))
+        cutoff = datetime.now(UTC) - timedelta(hours=1)
+
+        report = await sweep_orphan_images(
+            app.state.sessionmaker, store, cutoff=cutoff, dry_run=True
+        )
+        assert report == SweepReport(abandoned_writes=1)
+        assert abandoned.exists() and under_way.exists()
+
+        report = await sweep_orphan_images(
+            app.state.sessionmaker, store, cutoff=cutoff, dry_run=False
+        )
+        assert report == SweepReport(abandoned_writes=1)
+        assert not abandoned.exists() and under_way.exists()
+        assert await store.exists(kept.image_key)
 
 
 def test_cli_sweeps_with_a_grace_period(

@@ -5,7 +5,8 @@ image is. Such orphans arise when a request stored its image and then failed to 
 also failed to delete the object (app.services.prediction), when deleting a prediction
 could not delete its object, or when the process died between the two writes. Only keys
 of our own shape are considered, and only objects older than a grace period, so an
-upload whose row is still being written is never touched.
+upload whose row is still being written is never touched. The same sweep removes the temp
+files of writes that a killed process never finished (local store only).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class SweepReport:
     orphaned: int = 0  # of which no prediction references
     deleted: int = 0
     failed: int = 0  # orphans whose delete failed (logged; the next sweep retries)
+    abandoned_writes: int = 0  # unfinished writes of killed processes (removed unless dry run)
 
 
 async def sweep_orphan_images(
@@ -61,4 +63,9 @@ async def sweep_orphan_images(
             else:
                 report.deleted += 1
                 log.info("deleted orphaned image %s", key)
+    try:
+        report.abandoned_writes = await storage.remove_abandoned_writes(cutoff, dry_run=dry_run)
+    except StorageUnavailable:
+        report.failed += 1
+        log.warning("could not remove abandoned writes", exc_info=True)
     return report

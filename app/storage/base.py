@@ -86,6 +86,11 @@ class ImageStore(Protocol):
         """Pages of the image keys (our key shape only) last written before `cutoff`."""
         ...
 
+    async def remove_abandoned_writes(self, cutoff: datetime, *, dry_run: bool) -> int:
+        """Remove (or with dry_run only count) the unfinished writes of processes killed
+        mid-write that were last touched before `cutoff`; the number found."""
+        ...
+
 
 def normalize_extension(extension: str) -> str:
     """'.JPEG' -> 'jpg'; anything outside the allow-list raises ValueError."""

@@ -89,6 +89,14 @@ class LocalImageStore:
         for start in range(0, len(keys), _PAGE):
             yield keys[start : start + _PAGE]
 
+    async def remove_abandoned_writes(self, cutoff: datetime, *, dry_run: bool) -> int:
+        try:
+            return await anyio.to_thread.run_sync(
+                _remove_temp_files_before, self.root, cutoff, dry_run
+            )
+        except OSError as exc:
+            raise StorageUnavailable() from exc
+
 
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +125,19 @@ def _keys_written_before(root: Path, cutoff: datetime) -> list[str]:
         if is_image_key(key) and path.is_file() and path.stat().st_mtime < limit:
             keys.append(key)
     return keys
+
+
+def _remove_temp_files_before(root: Path, cutoff: datetime, dry_run: bool) -> int:
+    """The temp files of _write_atomic that a killed process left (SIGKILL runs no clean-up).
+    Only those older than `cutoff`: a younger one may be a write still under way."""
+    limit = cutoff.timestamp()
+    found = 0
+    for path in (root / "images").glob("*/*/.*.tmp"):
+        if path.is_file() and path.stat().st_mtime < limit:
+            found += 1
+            if not dry_run:
+                path.unlink(missing_ok=True)
+    return found
 
 
 def _probe_writable(root: Path) -> None:

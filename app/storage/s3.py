@@ -150,6 +150,9 @@ class S3ImageStore:
                 if keys:
                     yield keys
 
+    async def remove_abandoned_writes(self, cutoff: datetime, *, dry_run: bool) -> int:
+        return 0  # a PutObject is all or nothing: S3 keeps no half-written object
+
     async def check(self) -> None:
         # A readiness probe must answer promptly even if the endpoint black-holes packets.
         with _storage_errors():
