@@ -47,6 +47,7 @@ COST_CENTRES = [
     ("uvicorn", "uvicorn/"),
     ("starlette/fastapi routing", "starlette/"),
     ("fastapi", "fastapi/"),
+    ("batcher (stack, softmax)", "app/inference/b"),
     ("asyncio event loop", "asyncio/"),
     ("threading (pool hand-off)", "threading.py"),
 ]
