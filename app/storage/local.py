@@ -7,6 +7,7 @@ directory and are renamed into place, so readers never see a half-written image.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -122,7 +123,7 @@ def _keys_written_before(root: Path, cutoff: datetime) -> list[str]:
     keys = []
     for path in sorted((root / "images").glob("*/*/*")):
         key = path.relative_to(root).as_posix()
-        if is_image_key(key) and path.is_file() and path.stat().st_mtime < limit:
+        if is_image_key(key) and _modified_before(path, limit):
             keys.append(key)
     return keys
 
@@ -133,11 +134,21 @@ def _remove_temp_files_before(root: Path, cutoff: datetime, dry_run: bool) -> in
     limit = cutoff.timestamp()
     found = 0
     for path in (root / "images").glob("*/*/.*.tmp"):
-        if path.is_file() and path.stat().st_mtime < limit:
+        if _modified_before(path, limit):
             found += 1
             if not dry_run:
                 path.unlink(missing_ok=True)
     return found
+
+
+def _modified_before(path: Path, limit: float) -> bool:
+    """A regular file last modified before `limit`; False for one that is gone meanwhile
+    (a write renamed into place, a delete)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_mtime < limit
 
 
 def _probe_writable(root: Path) -> None:
