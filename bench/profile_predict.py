@@ -59,7 +59,7 @@ IDLE_FRAMES = [
     "Runner.run (asyncio/runners.py",
     "_connection_worker_thread (aiosqlite/core.py:59)",
     "Condition.wait (threading.py",
-    "MicroBatcher._work (app/inference/batcher.py:117)",
+    "MicroBatcher._work (app/inference/batcher.py",  # innermost only inside queue.get
 ]
 
 
@@ -72,6 +72,21 @@ def classify(stack: str) -> str:
             if needle in frame:
                 return name
     return "other"
+
+
+def read_profile(raw: str, detail: set[str]) -> tuple[Counter[str], Counter[tuple[str, str]]]:
+    """py-spy's raw output ("frame;frame;... count" per line): samples per cost centre, and
+    per (centre, innermost four frames) for the centres in `detail`."""
+    samples: Counter[str] = Counter()
+    details: Counter[tuple[str, str]] = Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack:
+            centre = classify(stack)
+            samples[centre] += int(count)
+            if centre in detail:
+                details[centre, " <- ".join(stack.split(";")[:-5:-1])] += int(count)
+    return samples, details
 
 
 def main() -> int:
@@ -108,30 +123,24 @@ def main() -> int:
                 )
             )  # fmt: skip
             record.wait()
-            samples: Counter[str] = Counter()
-            details: Counter[tuple[str, str]] = Counter()
-            for line in out.read_text().splitlines():
-                stack, _, count = line.rpartition(" ")
-                if stack:
-                    centre = classify(stack)
-                    samples[centre] += int(count)
-                    if centre in args.detail:
-                        details[centre, " <- ".join(stack.split(";")[:-5:-1])] += int(count)
+            samples, details = read_profile(out.read_text(), set(args.detail))
     total = sum(samples.values()) or 1
-    # Each sample is 1/RATE s of one thread running; spread over the requests answered
-    # while py-spy sampled (the same window as the load, give or take its start-up).
-    answered = load.per_second * args.seconds or 1
+
+    def thread_ms(count: int) -> float:
+        # Each sample is 1/RATE s of one thread running, spread over the requests answered
+        # while py-spy sampled (the same window as the load, give or take its start-up).
+        return count / RATE / max(load.ok, 1) * 1000
+
     print(
         f"{args.size} px x {args.clients} client(s): {load.per_second:.1f} images/s, "
         f"p50 {load.p50_ms:.1f} ms over {load.ok} requests; {total} samples of busy "
-        f"server threads at {RATE} Hz = {total / RATE / answered * 1000:.1f} thread-ms/request"
+        f"server threads at {RATE} Hz = {thread_ms(total):.1f} thread-ms/request"
     )
     if load.inference_ms:
         model_ms = sum(load.inference_ms) / len(load.inference_ms)
         print(f"  model call (inference_ms in the answers): mean {model_ms:.1f} ms")
     for name, count in samples.most_common():
-        ms = count / RATE / answered * 1000
-        print(f"  {name:<28} {count / total:6.1%}  {ms:6.2f} thread-ms/request")
+        print(f"  {name:<28} {count / total:6.1%}  {thread_ms(count):6.2f} thread-ms/request")
     for (centre, frames), count in details.most_common(12):
         print(f"  [{centre}] {count / total:6.1%}  {frames}")
     print(f"(py-spy on the server under {ROOT})")

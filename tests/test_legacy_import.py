@@ -391,7 +391,7 @@ async def test_killed_import_resumes_to_the_same_totals(
     assert_report_matches(report, expected)  # the totals of an uninterrupted import
     # The kill may have landed inside writes: their temp files are all it can leave behind
     # (the keys are the legacy ids', so the resumed run rewrote any image stored for an
-    # uncommitted row), and the sweep removes it. No orphan image is left to sweep.
+    # uncommitted row), and the sweep removes them. No orphan image is left to sweep.
     async with make_client(local_storage_dir=store_dir) as client:
         app = app_of(client)
         sweep = await sweep_orphan_images(

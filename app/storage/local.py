@@ -99,10 +99,15 @@ class LocalImageStore:
             raise StorageUnavailable() from exc
 
 
+# The shape of _write_atomic's temp files: hidden, so no key can match, and found again by
+# _remove_temp_files_before when a killed process never renamed one into place.
+_TEMP_PREFIX, _TEMP_SUFFIX = ".", ".tmp"
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # mkstemp creates the file 0600: patient images are not world-readable.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -133,7 +138,7 @@ def _remove_temp_files_before(root: Path, cutoff: datetime, dry_run: bool) -> in
     Only those older than `cutoff`: a younger one may be a write still under way."""
     limit = cutoff.timestamp()
     found = 0
-    for path in (root / "images").glob("*/*/.*.tmp"):
+    for path in (root / "images").glob(f"*/*/{_TEMP_PREFIX}*{_TEMP_SUFFIX}"):
         if _modified_before(path, limit):
             found += 1
             if not dry_run:
