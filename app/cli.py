@@ -177,12 +177,14 @@ def cmd_prune_audit(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _prune_audit(settings: Settings, older_than_days: int) -> int:
     from app.db.session import make_engine, make_sessionmaker
-    from app.services import audit
+    from app.services.audit_trail import AuditTrail
 
     engine = make_engine(settings)
     try:
-        async with make_sessionmaker(engine)() as session:
-            deleted = await audit.prune(session, older_than_days)
+        sessions = make_sessionmaker(engine)
+        async with sessions() as session:
+            trail = AuditTrail(session, sessions, settings.default_timezone)
+            deleted = await trail.prune(older_than_days)
     finally:
         await engine.dispose()
     print(f"deleted {deleted} audit events older than {older_than_days} days (recorded)")

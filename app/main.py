@@ -1,8 +1,8 @@
 """Application factory and lifespan.
 
 The lifespan builds each process-wide resource once (database engine, image store,
-mailer, classifier), publishes them on `app.state` for the dependencies in
-`app.api.deps`, and closes them in reverse order on shutdown.
+mailer, classifier), publishes them on the typed `app.state` (app.api.state) for the
+dependencies in `app.api.deps`, and closes them in reverse order on shutdown.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import cast
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -29,6 +30,7 @@ from app.api.routes import (
     metrics,
     predict,
 )
+from app.api.state import AppState
 from app.api.upload_limit import UploadLimitMiddleware
 from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
@@ -36,9 +38,9 @@ from app.inference import build_classifier
 from app.mail import build_mailer
 from app.metrics import publish_info
 from app.observability import ClientIpMiddleware, RequestIdMiddleware, configure_logging
-from app.registry.service import open_holder
+from app.registry.process import open_holder
 from app.security import Passwords
-from app.services.audit import ViewLog
+from app.services.audit_views import ViewLog
 from app.services.stats import TotalsCache
 from app.shutdown import DrainGate
 from app.storage import build_image_store
@@ -54,29 +56,30 @@ def operation_id(route: APIRoute) -> str:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
+    state = cast(AppState, app.state)
+    settings = state.settings
     async with AsyncExitStack() as stack:
         engine = make_engine(settings)
         stack.push_async_callback(engine.dispose)
-        app.state.sessionmaker = make_sessionmaker(engine)
-        app.state.view_log = view_log = ViewLog(app.state.sessionmaker)
+        state.sessionmaker = make_sessionmaker(engine)
+        state.view_log = view_log = ViewLog(state.sessionmaker)
         view_log.start()
         stack.push_async_callback(view_log.aclose)  # before the engine closes
         storage = await build_image_store(settings)
         stack.push_async_callback(storage.aclose)
-        app.state.storage = storage
+        state.storage = storage
         mailer = build_mailer(settings)
         stack.push_async_callback(mailer.aclose)
-        app.state.mailer = mailer
-        app.state.passwords = passwords = Passwords.from_settings(settings)
+        state.mailer = mailer
+        state.passwords = passwords = Passwords.from_settings(settings)
         await passwords.prepare()
         # Weights fetched, verified and warmed up before the app takes any request.
         classifier = await build_classifier(settings)
         # Registered on first start; then the process follows the registry's active version.
-        models = await open_holder(settings, storage, app.state.sessionmaker, classifier)
+        models = await open_holder(settings, storage, state.sessionmaker, classifier)
         stack.push_async_callback(models.close)
-        app.state.models = models
-        app.state.totals_cache = TotalsCache()
+        state.models = models
+        state.totals_cache = TotalsCache()
         publish_info(
             app_version=app.version,
             model_version=classifier.version,
@@ -113,8 +116,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=operation_id,
         swagger_ui_parameters={"persistAuthorization": True},
     )
-    app.state.settings = settings
-    app.state.drain = DrainGate()  # app/deploy/worker.py closes it on SIGTERM
+    app.state = state = AppState()
+    state.settings = settings
+    state.drain = DrainGate()  # app/deploy/worker.py closes it on SIGTERM
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(

@@ -15,7 +15,6 @@ import os
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
-from ipaddress import ip_address
 from pathlib import Path
 
 from prometheus_client import (
@@ -28,7 +27,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from app.security import trusted_networks
+from app.kit.client_ip import in_networks, parse_ip, trusted_networks
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -151,11 +150,8 @@ def observe_batch(size: int) -> None:
 
 def metrics_allowed(client_ip: str, allowed: list[str]) -> bool:
     """Whether this client (the peer, or the client a trusted proxy names) may read them."""
-    try:
-        address = ip_address(client_ip)
-    except ValueError:
-        return False
-    return any(address in network for network in trusted_networks(tuple(allowed)))
+    address = parse_ip(client_ip)
+    return address is not None and in_networks(address, trusted_networks(tuple(allowed)))
 
 
 def observe_http(method: str, route: str, status: int, process: str, seconds: float) -> None:

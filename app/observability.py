@@ -19,8 +19,8 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.kit.client_ip import resolve_client_ip, trusted_networks
 from app.metrics import observe_http
-from app.security import resolve_client_ip, trusted_networks
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 # A mutable per-request holder: the auth dependency fills in the user id, the middleware
@@ -130,13 +130,15 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
-# The client address as the service saw it (TRUSTED_PROXIES applied), for the audit trail.
+# The client address as the service saw it (TRUSTED_PROXIES applied), for the audit trail,
+# the rate limits, /metrics and the logs: resolved once per request, here.
 client_ip_var: ContextVar[str | None] = ContextVar("client_ip", default=None)
 
 
 class ClientIpMiddleware:
-    """Resolves the client IP once per request (socket peer, X-Forwarded-For only from
-    TRUSTED_PROXIES) into `client_ip_var`, so audit events can say where a request came from."""
+    """Resolves the client IP once per request (app.kit.client_ip: the socket peer, or the
+    client a trusted proxy names; a Unix-socket peer is the local proxy) into
+    `client_ip_var` and the request's state (`client_ip`), which every reader uses."""
 
     def __init__(self, app: ASGIApp, trusted_proxies: tuple[str, ...] = ()) -> None:
         self.app = app
@@ -151,6 +153,7 @@ class ClientIpMiddleware:
             v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-forwarded-for"
         ]
         ip = resolve_client_ip(client[0] if client else None, forwarded, self.trusted)
+        scope.setdefault("state", {})["client_ip"] = ip
         token = client_ip_var.set(ip)
         try:
             await self.app(scope, receive, send)

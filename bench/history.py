@@ -56,7 +56,7 @@ from app.config import Settings
 from app.db.models import ModelVersion, Prediction, User
 from app.inference.manifest import DEFAULT_MANIFEST
 from app.main import create_app
-from app.services.sessions import Sessions
+from app.services.login_sessions import LoginSessions
 
 DEFAULT_URL = "mysql+aiomysql://root@127.0.0.1:3306/ocupredict_bench"
 DOCTOR_ROWS = 100_000
@@ -374,7 +374,7 @@ async def doctor_token_and_records(app: Any, settings: Settings) -> tuple[str, l
     """An access token of the measured doctor and 200 random ids of their records."""
     async with app.state.sessionmaker() as session:
         user = (await session.scalars(select(User).where(User.email == BENCH_EMAIL))).one()
-        tokens = await Sessions(session, settings).start(user, datetime.now(UTC))
+        tokens = await LoginSessions(session, settings).start(user, datetime.now(UTC))
         await session.commit()
         bounds = (
             await session.execute(
@@ -501,7 +501,7 @@ async def bench_admin_token(session: Any, settings: Settings) -> dict[str, str]:
                 activated_at=None,
             )
         )
-    tokens = await Sessions(session, settings).start(admin, now)
+    tokens = await LoginSessions(session, settings).start(admin, now)
     return {"Authorization": f"Bearer {tokens.access_token}"}
 
 

@@ -1,7 +1,7 @@
 """Test data straight into the app's database, and bearer tokens without the mail round trip.
 
 Users and predictions are inserted through the app's own session factory (whatever
-database the run uses); tokens come from the auth service's `Sessions.start`, so they are
+database the run uses); tokens come from the auth service's `LoginSessions.start`, so they are
 real access tokens bound to a live session, accepted by `CurrentUser`.
 """
 
@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from app.db.models import Prediction, User
 from app.inference.manifest import DEFAULT_MANIFEST
-from app.services.sessions import Sessions
+from app.services.login_sessions import LoginSessions
 from app.storage import new_image_key
 
 CODES = list(DEFAULT_MANIFEST.codes)  # glaucoma, diabetic_retinopathy, normal, cataract
@@ -64,7 +64,7 @@ async def make_doctor(
         )
         session.add(user)
         await session.flush()
-        tokens = await Sessions(session, app.state.settings).start(user, now)
+        tokens = await LoginSessions(session, app.state.settings).start(user, now)
         await session.commit()
         return Doctor(
             id=user.id,

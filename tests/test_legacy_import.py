@@ -40,11 +40,11 @@ from app.legacy.mapping import (
     parse_probabilities,
     split_case_duplicates,
 )
-from app.legacy.passwords import UNUSABLE_PASSWORD, check_legacy_password, is_legacy_hash
+from app.security.legacy_hashes import UNUSABLE_PASSWORD, check_legacy_password, is_legacy_hash
 from app.legacy.report import ImportReport
 from app.legacy.schema import async_source_url
 from app.security import Passwords
-from app.services.sessions import Sessions
+from app.services.login_sessions import LoginSessions
 from app.services.sweep import sweep_orphan_images
 from app.storage.base import is_image_key
 from tests import legacy_source as legacy
@@ -435,7 +435,7 @@ async def test_a_legacy_hash_is_accepted_by_login_only(
         async with app.state.sessionmaker() as session:
             user = await session.get(User, (await legacy_users(db_engine))[user_id].id)
             assert user is not None
-            tokens = await Sessions(session, app.state.settings).start(user, utcnow())
+            tokens = await LoginSessions(session, app.state.settings).start(user, utcnow())
             await session.commit()
         headers = {"Authorization": f"Bearer {tokens.access_token}"}
         old = await stored_hash(db_engine, user_id)

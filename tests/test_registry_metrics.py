@@ -11,7 +11,8 @@ import pytest
 
 from app.db.models import ModelVersion
 from app.inference.manifest import DEFAULT_MANIFEST
-from app.registry.metrics import Group, compute, confidence_bin, wilson_interval
+from app.registry.performance import compute, wilson_interval
+from app.repositories.model_versions import Group, confidence_bin
 from tests.factories import Doctor, add_prediction, app_of, make_doctor
 
 VERSION = "aaaaaaaaaaaa"

@@ -6,7 +6,7 @@ images they name in the old bucket, and writes this service's rows and objects:
 - Accounts first, all at once (a clinic has hundreds, not millions): emails normalised
   as login does, case duplicates left out (the oldest kept; the history of a duplicate
   goes to the kept account, the same mailbox), the werkzeug hash kept as it is (see
-  app.legacy.passwords).
+  app.security.legacy_hashes).
 - Then the history, `batch` rows at a time in id order: each row's values are mapped
   (app.legacy.mapping), its image fetched, decoded and checked by the same code as an
   upload, stored under this service's key scheme, and the page's good rows inserted in
@@ -46,6 +46,7 @@ from app.db.base import utcnow
 from app.db.models import Prediction, User
 from app.db.session import SessionFactory, make_engine, make_sessionmaker
 from app.inference import DecodedImage, ImageRejected, decode_upload
+from app.kit.text import clean_filename, normalize_email
 from app.legacy import schema
 from app.legacy.mapping import (
     CLASS_CODES,
@@ -60,10 +61,8 @@ from app.legacy.mapping import (
     parse_probabilities,
     split_case_duplicates,
 )
-from app.legacy.passwords import UNUSABLE_PASSWORD, is_legacy_hash
 from app.legacy.report import ImportReport
-from app.services.auth import normalize_email
-from app.services.prediction import clean_filename
+from app.security.legacy_hashes import UNUSABLE_PASSWORD, is_legacy_hash
 from app.storage import ImageStore, StorageUnavailable, build_image_store, new_image_key
 
 log = logging.getLogger(__name__)

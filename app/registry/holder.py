@@ -32,7 +32,7 @@ from fastapi import BackgroundTasks
 from app.db.models import Prediction
 from app.inference import Classifier, decode_upload
 from app.inference.arrays import FloatArray
-from app.repositories.models import Pointer
+from app.repositories.model_versions import Pointer
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,9 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import metrics
 from app.config import Settings
 from app.db.base import utcnow
-from app.db.models import ModelVersion, ShadowPrediction, User
-from app.db.session import SessionFactory
+from app.db.models import ModelVersion, User
 from app.errors import (
     FileTooLarge,
     InvalidModel,
@@ -27,18 +25,16 @@ from app.errors import (
     NotFound,
     RegistryBusy,
 )
-from app.inference import Classifier, ModelManifest, ModelUnavailable
-from app.inference.classifier import classifier_from
+from app.inference import ModelManifest, ModelUnavailable
 from app.inference.manifest import DEFAULT_MANIFEST
-from app.inference.weights import demo_weights, fetch_s3_model, load_source, weights_from_bytes
-from app.registry.holder import ModelHolder, ShadowOutcome
-from app.registry.metrics import Metrics, ShadowMetrics, compute, shadow_metrics
+from app.inference.weights import fetch_s3_model
+from app.kit.time import bounds
+from app.registry.holder import ModelHolder
+from app.registry.performance import Metrics, ShadowMetrics, compute, shadow_metrics
 from app.registry.validation import validate_model
-from app.repositories.models import ModelRepository, Pointer
+from app.repositories.model_versions import ModelRepository, Pointer
 from app.schemas.admin_models import MetricsQuery
-from app.schemas.history import zone
 from app.services import audit
-from app.services.history import resolve_date_bounds
 from app.storage import ImageNotFound, ImageStore, StorageUnavailable, model_key
 
 log = logging.getLogger(__name__)
@@ -227,8 +223,7 @@ class RegistryService:
         self, version: str, query: MetricsQuery
     ) -> tuple[ModelVersion, Metrics, ShadowMetrics | None, datetime | None, datetime | None]:
         row = await self.read(version)
-        tz = zone(query.tz or self.settings.default_timezone)
-        start, end = resolve_date_bounds(query.date_from, query.date_to, tz)
+        start, end = bounds(query, self.settings.default_timezone)
         groups = await self.repo.groups(version, start, end)
         codes = [c["code"] for c in row.manifest.get("classes", [])]
         result = compute(groups, codes)
@@ -246,140 +241,3 @@ def _parse_manifest(raw: bytes) -> ModelManifest:
         return ModelManifest.parse(raw, "the manifest")
     except ModelUnavailable as exc:
         raise InvalidModel(str(exc)) from exc
-
-
-# --------------------------------------------------------------------------- per process
-
-
-class VersionLoader:
-    """Builds and warms the classifier of a registered version (the holder's `build`)."""
-
-    def __init__(self, settings: Settings, storage: ImageStore, sessions: SessionFactory) -> None:
-        self.settings = settings
-        self.storage = storage
-        self.sessions = sessions
-
-    async def __call__(self, version: str, shadow: bool) -> Classifier:
-        async with self.sessions() as session:
-            row = await ModelRepository(session).get(version)
-        if row is None:
-            raise ModelUnavailable(f"model version {version} is not registered")
-        try:
-            manifest = ModelManifest.model_validate(row.manifest)
-        except ValueError as exc:
-            raise ModelUnavailable(f"model version {version}: bad manifest: {exc}") from exc
-        if row.storage_key:
-            stored = await self.storage.get(row.storage_key)
-            loaded = await asyncio.to_thread(weights_from_bytes, stored.data, manifest, row.source)
-        elif row.demo:
-            loaded = await asyncio.to_thread(demo_weights)
-        else:
-            loaded = await load_source(self.settings, row.source)
-        if loaded.info.version != version:
-            raise ModelUnavailable(
-                f"the weights of {row.source} are now version {loaded.info.version}, not {version}"
-            )
-        settings = self.settings
-        if shadow:  # the shadow shares the cores: one batch thread is enough for it
-            settings = settings.model_copy(update={"inference_workers": 1})
-        return await classifier_from(settings, loaded)
-
-
-class ShadowRecorder:
-    def __init__(self, sessions: SessionFactory) -> None:
-        self.sessions = sessions
-
-    async def __call__(self, outcome: ShadowOutcome) -> None:
-        row = ShadowPrediction(
-            prediction_id=outcome.prediction_id,
-            model_version=outcome.version,
-            created_at=utcnow(),
-            predicted_class=outcome.codes[outcome.top],
-            probability=outcome.probabilities[outcome.top],
-            probabilities=outcome.probabilities,
-            inference_ms=round(outcome.inference_ms, 3),
-        )
-        async with self.sessions() as session:
-            try:
-                await ModelRepository(session).add_shadow(row)
-                await session.commit()
-            except IntegrityError:  # the prediction was deleted meanwhile
-                await session.rollback()
-
-
-def swap_model_info(old: Classifier, new: Classifier, process: int) -> None:
-    """/metrics' ocupredict_model_info follows the swap: the old labels 0, the new 1."""
-    for classifier, value in ((old, 0), (new, 1)):
-        metrics.MODEL_INFO.labels(
-            version=classifier.version,
-            backend=classifier.backend_name,
-            demo=str(classifier.demo).lower(),
-            process=str(process),
-        ).set(value)
-
-
-async def open_holder(
-    settings: Settings, storage: ImageStore, sessions: SessionFactory, started: Classifier
-) -> ModelHolder:
-    """Register the start-up classifier and activate it when the registry is empty (first
-    start), switch to the registry's active version if it is another one, and start
-    following the registry. A database that cannot be reached yet only delays this: the
-    process serves the start-up classifier and the follower tries again."""
-
-    async def register_started() -> None:
-        now = utcnow()
-        async with sessions() as session:
-            repo = ModelRepository(session)
-            if await repo.pointer() is not None:
-                return
-            if await repo.get(started.version) is None:
-                try:
-                    await repo.add(
-                        ModelVersion(
-                            version=started.version,
-                            sha256=started.weights.sha256,
-                            source=started.weights.source,
-                            storage_key=None,
-                            manifest=started.manifest.model_dump(mode="json"),
-                            demo=started.demo,
-                            status="staged",
-                            shadow_rate=0.0,
-                            created_at=now,
-                            created_by=None,
-                            activated_at=None,
-                        )
-                    )
-                    await session.commit()
-                except IntegrityError:  # another process registered it first
-                    await session.rollback()
-            try:
-                await repo.initialize(started.version, now)
-                await session.commit()
-            except IntegrityError:  # another process initialized it first
-                await session.rollback()
-
-    async def read_pointer() -> Pointer | None:
-        async with sessions() as session:
-            return await ModelRepository(session).pointer()
-
-    holder = ModelHolder(
-        started,
-        build=VersionLoader(settings, storage, sessions),
-        read_pointer=read_pointer,
-        record_shadow=ShadowRecorder(sessions),
-        poll_seconds=settings.model_poll_seconds,
-        max_pixels=settings.max_image_pixels,
-        fast_jpeg=settings.fast_jpeg_decode,
-        bootstrap=register_started,
-        on_swap=lambda old, new: swap_model_info(old, new, settings.process_index),
-    )
-    try:
-        await holder.sync()  # the registry's active (and shadow) version, before serving
-    except Exception:
-        log.exception(
-            "could not reach the model registry or load its active version; serving %s "
-            "meanwhile and trying again every MODEL_POLL_SECONDS",
-            started.version,
-        )
-    holder.start()
-    return holder

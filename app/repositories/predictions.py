@@ -8,10 +8,10 @@ The indexes these queries rely on are described in alembic/versions/0004_history
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import ColumnElement, Integer, Select, case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +21,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from app.db.models import Prediction
+from app.db.session import SessionFactory
 from app.repositories._util import rowcount
 
 # (user_id, original_filename, id, patient_ref, created_at): see alembic 0004.
@@ -161,6 +162,11 @@ class PredictionRepository:
     @property
     def _dialect(self) -> str:
         return self.session.get_bind().dialect.name
+
+    async def add(self, row: Prediction) -> None:
+        """Insert a new prediction row (the caller commits)."""
+        self.session.add(row)
+        await self.session.flush()
 
     async def get_owned(self, prediction_id: int, user_id: int) -> Prediction | None:
         """The row when it exists and belongs to the user; None otherwise (no leak)."""
@@ -374,3 +380,14 @@ class PredictionRepository:
         ).where(*_range(start, end))
         total, with_feedback, correct = (await self.session.execute(stmt)).one()
         return Totals(int(total), int(with_feedback), int(correct))
+
+
+T = TypeVar("T")
+
+
+async def in_own_session(
+    sessions: SessionFactory, work: Callable[[PredictionRepository], Awaitable[T]]
+) -> T:
+    """Run one read on a connection of its own, so independent queries overlap."""
+    async with sessions() as session:
+        return await work(PredictionRepository(session))

@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
+from app.db.audit_actions import ACTIONS
+from app.kit.pagination import CURSOR_PATTERN, MAX_CURSOR, Page
 from app.schemas.auth import Role, User
-from app.schemas.history import MAX_PAGE_SIZE, DateOrDateTime, Page, TimeZoneName
-from app.services.audit import ACTIONS, EventPage
+from app.schemas.history import MAX_PAGE_SIZE, DateOrDateTime, TimeZoneName
 
 AuditAction = Literal[ACTIONS]  # type: ignore[valid-type]
 
-CURSOR_PATTERN = r"^[0-9]{1,19}$"
 MAX_AUDIT_LIMIT = 500
 DEFAULT_AUDIT_LIMIT = 100
 
@@ -110,13 +110,6 @@ class AuditPage(BaseModel):
     items: list[AuditEvent]
     next_cursor: str | None
 
-    @classmethod
-    def of(cls, page: EventPage) -> AuditPage:
-        return cls(
-            items=[AuditEvent.model_validate(event) for event in page.items],
-            next_cursor=page.next_cursor,
-        )
-
 
 class ActivityQuery(BaseModel):
     """Keyset paging of an event list."""
@@ -125,6 +118,13 @@ class ActivityQuery(BaseModel):
         None, pattern=CURSOR_PATTERN, description="next_cursor of the previous page"
     )
     limit: int = Field(DEFAULT_AUDIT_LIMIT, ge=1, le=MAX_AUDIT_LIMIT)
+
+    @field_validator("cursor")
+    @classmethod
+    def _row_id(cls, value: str | None) -> str | None:
+        if value is not None and int(value) > MAX_CURSOR:
+            raise ValueError("cursor is not one this service issued")
+        return value
 
 
 class AuditFilterQuery(BaseModel):

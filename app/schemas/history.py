@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
-from typing import Annotated, Generic, Literal, TypeVar
-from zoneinfo import ZoneInfo
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -19,10 +17,9 @@ from pydantic import (
 )
 
 from app.clinical import Recommendation
-from app.config import check_time_zone
+from app.kit.pagination import Page
+from app.kit.time import check_time_zone, parse_date_or_datetime
 from app.schemas.prediction import PredictionSummary, Verdict
-
-T = TypeVar("T")
 
 SortKey = Literal["created_at", "predicted_class", "feedback", "filename", "id"]
 SortOrder = Literal["asc", "desc"]
@@ -44,47 +41,9 @@ DEFAULT_ORDER: dict[str, SortOrder] = {
 }
 
 
-# --------------------------------------------------------------------------- time zones
-
-
-def zone(name: str) -> ZoneInfo:
-    return ZoneInfo(check_time_zone(name))
-
+# --------------------------------------------------------------------------- time zones and dates
 
 TimeZoneName = Annotated[str, StringConstraints(max_length=64), AfterValidator(check_time_zone)]
-
-
-# --------------------------------------------------------------------------- dates
-
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def parse_date_or_datetime(value: object) -> date | datetime:
-    """'2025-03-14' -> date; '2025-03-14T10:00:00-05:00' (or Z) -> aware datetime.
-
-    A datetime without an offset is refused: it would be ambiguous.
-    """
-    if isinstance(value, datetime):
-        parsed: date | datetime = value
-    elif isinstance(value, date):
-        return value
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            if _DATE_ONLY.fullmatch(text):
-                return date.fromisoformat(text)
-            parsed = datetime.fromisoformat(text.replace("z", "Z"))
-        except ValueError as exc:
-            raise ValueError(
-                "expected a date (YYYY-MM-DD) or a datetime with offset (YYYY-MM-DDTHH:MM:SS+HH:MM)"
-            ) from exc
-    else:
-        raise ValueError("expected a date or a datetime string")
-    assert isinstance(parsed, datetime)
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise ValueError("a datetime needs an offset, e.g. 2025-03-14T10:00:00-05:00 or ...Z")
-    return parsed
-
 
 DateOrDateTime = Annotated[
     date | datetime,
@@ -176,15 +135,6 @@ class HistoryQuery(BaseModel):
     @property
     def effective_order(self) -> SortOrder:
         return self.order or DEFAULT_ORDER[self.sort]
-
-
-class Page(BaseModel, Generic[T]):
-    """One page of a filtered, sorted list."""
-
-    items: list[T]
-    total: int = Field(description="Number of records matching the filters (all pages)")
-    page: int
-    page_size: int
 
 
 class PredictionPage(Page[PredictionSummary]):

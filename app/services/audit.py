@@ -8,63 +8,29 @@ Recording is one call, made by the flow that performs the change, before it comm
 The event is an INSERT in the caller's transaction: if the change rolls back, so does its
 event; when the change commits, its event is committed with it. Views change nothing and
 must not slow the read: they go through the process's `ViewLog` (app.state.view_log),
-which writes them in batches. The client IP and the
+which writes them in batches (app.services.audit_views). The client IP and the
 request id come from the request context (ClientIpMiddleware, RequestIdMiddleware), so
 callers pass neither. `old` / `new` are small JSON objects of what changed; `record`
 refuses keys that name a secret (passwords, codes, tokens), which never belong here.
 
-Events are append-only: nothing updates one, and only `prune` (the `ocupredict
-prune-audit` command) deletes, itself leaving an `audit.prune` event.
+Events are append-only: nothing updates one, and only `AuditTrail.prune` (the
+`ocupredict prune-audit` command; app.services.audit_trail, which also pages and
+exports) deletes, itself leaving an `audit.prune` event.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import csv
-import io
-import json
-import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.audit_actions import ACTIONS
 from app.db.base import utcnow
-from app.db.models import AuditEvent, User
-from app.db.session import SessionFactory
+from app.db.models import User
 from app.observability import client_ip_var, request_id_var
-from app.repositories.audit import AuditFilters, AuditRepository
-
-log = logging.getLogger(__name__)
-
-ACTIONS: tuple[str, ...] = (
-    "auth.login",
-    "auth.login_failed",
-    "auth.logout",
-    "auth.refresh_reuse",
-    "auth.password_change",
-    "auth.password_reset",
-    "auth.verify",
-    "prediction.view",
-    "prediction.image_view",
-    "prediction.heatmap_view",
-    "prediction.feedback",
-    "prediction.delete",
-    "model.register",
-    "model.activate",
-    "model.retire",
-    "user.disable",
-    "user.enable",
-    "user.role",
-    "audit.prune",
-)
-
-# What GET /auth/me/activity shows a user about their own account (target user = them).
-SECURITY_ACTIONS: tuple[str, ...] = tuple(a for a in ACTIONS if a.startswith("auth."))
+from app.repositories.audit import AuditRepository
 
 # Keys that would carry a secret; an event never holds one (not even hashed).
 _SECRET_KEYS = frozenset(
@@ -83,22 +49,6 @@ _SECRET_KEYS = frozenset(
         "secret",
     }
 )
-
-CSV_COLUMNS = (
-    "id",
-    "at",
-    "actor_id",
-    "actor_email",
-    "action",
-    "target_type",
-    "target_id",
-    "ip",
-    "request_id",
-    "old",
-    "new",
-)
-EXPORT_CHUNK = 1000
-
 
 def _check_values(value: Any, where: str) -> None:
     if isinstance(value, Mapping):
@@ -167,179 +117,3 @@ async def record(
         action, actor=actor, actor_email=actor_email, target=target, old=old, new=new, at=at
     )
     await AuditRepository(session).add(values)
-
-
-class ViewLog:
-    """Views (prediction.view, image_view, heatmap_view) without a write on the read's path.
-
-    A view changes nothing, so there is no transaction to join: `add` only queues the row
-    (the IP and request id taken now), and a task of the process writes the queue in one
-    multi-row INSERT every `interval` seconds (or at `batch` rows), and on shutdown. A
-    GET /history/{id} so costs no INSERT and no COMMIT round trip (bench/audit.py). A
-    crash loses at most the last interval's views; a failed write is retried with the
-    next one (at most `limit` rows are kept).
-    """
-
-    def __init__(
-        self,
-        sessions: SessionFactory,
-        *,
-        interval: float = 0.25,
-        batch: int = 500,
-        limit: int = 100_000,
-    ) -> None:
-        self._sessions = sessions
-        self.interval, self.batch, self.limit = interval, batch, limit
-        self._queue: list[dict[str, Any]] = []
-        self._wake = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._closing = False
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="audit-view-log")
-
-    def add(
-        self,
-        action: str,
-        *,
-        actor: User | int | None,
-        target: tuple[str, object],
-        new: Mapping[str, Any] | None = None,
-    ) -> None:
-        if not action.endswith("view"):
-            raise ValueError(f"{action!r} is a change: record it in its transaction")
-        if len(self._queue) >= self.limit:
-            log.error("audit view log full (%s queued): a view event is dropped", self.limit)
-            return
-        self._queue.append(event_values(action, actor=actor, target=target, new=new))
-        if len(self._queue) >= self.batch:
-            self._wake.set()
-
-    async def flush(self) -> int:
-        """Write what is queued now; the number of events written."""
-        async with self._lock:
-            rows, self._queue = self._queue, []
-            if not rows:
-                return 0
-            try:
-                async with self._sessions() as session:
-                    await AuditRepository(session).add_many(rows)
-                    await session.commit()
-            except Exception:
-                log.exception("audit view events could not be written; retrying later")
-                self._queue[:0] = rows[: max(0, self.limit - len(self._queue))]
-                return 0
-            return len(rows)
-
-    async def _run(self) -> None:
-        while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            self._wake.clear()
-            await self.flush()
-
-    async def aclose(self) -> None:
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-        await self.flush()
-
-
-# --------------------------------------------------------------------------- reading
-
-
-@dataclass(frozen=True, slots=True)
-class EventPage:
-    items: Sequence[AuditEvent]
-    next_cursor: str | None
-
-
-def encode_cursor(event_id: int) -> str:
-    return str(event_id)
-
-
-def decode_cursor(cursor: str | None) -> int | None:
-    """The schema admits only digits; the id of the last event of the previous page."""
-    return int(cursor) if cursor else None
-
-
-async def page(
-    session: AsyncSession, filters: AuditFilters, cursor: str | None, limit: int
-) -> EventPage:
-    """Newest first; `next_cursor` is None on the last page. Keyset on id, so events
-    inserted meanwhile never shift a page: each existing event is seen exactly once."""
-    rows = await AuditRepository(session).page(
-        filters, after_id=decode_cursor(cursor), limit=limit + 1, order="desc"
-    )
-    items = rows[:limit]
-    more = len(rows) > limit
-    return EventPage(items, encode_cursor(items[-1].id) if more and items else None)
-
-
-def _cell(value: Any) -> Any:
-    """Text that a spreadsheet would run as a formula gets a leading quote (CSV injection:
-    an attempted login email is the caller's own text)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-def csv_row(event: AuditEvent | Row[Any]) -> list[Any]:
-    return [
-        event.id,
-        event.at.isoformat(),
-        event.actor_id if event.actor_id is not None else "",
-        _cell(event.actor_email or ""),
-        event.action,
-        event.target_type or "",
-        _cell(event.target_id or ""),
-        event.ip or "",
-        event.request_id or "",
-        _cell(json.dumps(event.old, sort_keys=True)) if event.old is not None else "",
-        _cell(json.dumps(event.new, sort_keys=True)) if event.new is not None else "",
-    ]
-
-
-async def export_csv(sessions: SessionFactory, filters: AuditFilters) -> AsyncIterator[str]:
-    """The filtered events, oldest first, as CSV text chunks of EXPORT_CHUNK rows: memory
-    stays at one chunk whatever the range. Runs on its own session (a streamed body
-    outlives the request's dependencies)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    yield buffer.getvalue()
-    async with sessions() as session:
-        repo = AuditRepository(session)
-        after: int | None = None
-        while True:
-            rows = await repo.rows(filters, after_id=after, limit=EXPORT_CHUNK)
-            if not rows:
-                break
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerows(csv_row(row) for row in rows)
-            after = rows[-1].id
-            yield buffer.getvalue()
-            if len(rows) < EXPORT_CHUNK:
-                break
-
-
-# --------------------------------------------------------------------------- retention
-
-
-async def prune(session: AsyncSession, older_than_days: int, now: datetime | None = None) -> int:
-    """Delete events older than `older_than_days` and record that it happened, in one
-    transaction (committed here). Returns the number deleted."""
-    now = now or utcnow()
-    cutoff = now - timedelta(days=older_than_days)
-    deleted = await AuditRepository(session).prune_before(cutoff)
-    await record(
-        session,
-        "audit.prune",
-        new={"older_than_days": older_than_days, "before": cutoff.isoformat(), "deleted": deleted},
-        at=now,
-    )
-    await session.commit()
-    return deleted

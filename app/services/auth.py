@@ -35,21 +35,18 @@ from app.errors import (
     RateLimited,
     WrongCurrentPassword,
 )
+from app.kit.text import normalize_email
 from app.mail import CodePurpose
 from app.mail.render import DEFAULT_LOCALE
 from app.repositories import UserRepository
 from app.security import Passwords
 from app.services import audit
 from app.services.codes import OneTimeCodes
+from app.services.login_sessions import IssuedTokens, LoginSessions
 from app.services.notify import CodeMailer
 from app.services.rate_limit import Keyed, RateLimiter
-from app.services.sessions import IssuedTokens, Sessions
 
 log = logging.getLogger(__name__)
-
-
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +75,7 @@ class AuthService:
         self.ip = client_ip
         self.users = UserRepository(session)
         self.codes = OneTimeCodes(session, settings)
-        self.sessions = Sessions(session, settings)
+        self.sessions = LoginSessions(session, settings)
         self.limiter = RateLimiter(session, settings)
         self.limits = self.limiter.limits
 

@@ -1,116 +1,38 @@
-"""The doctor's history: list, read, image access, feedback and delete, owner-only.
+"""The doctor's history: list, read, feedback and delete.
 
-Another user's prediction behaves exactly like a missing one (404 NOT_FOUND), for every
-operation, so ids leak nothing. Reading a record or its image, feedback and delete each
-leave an audit event (app.services.audit), committed with the change they record.
+Owner-only: the routes resolve the prediction through the owner-checked dependency
+(app.api.deps.OwnedPrediction), so another user's prediction behaves exactly like a missing
+one (404 NOT_FOUND). Reading a record leaves a view event; feedback and delete each leave
+an audit event (app.services.audit), committed with the change they record. Images and
+heatmaps: app.services.images.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
 from app.db.models import Prediction as PredictionRow
 from app.db.models import User
 from app.db.session import SessionFactory
-from app.errors import InvalidCorrectClass, NotFound, ValidationFailed
-from app.inference import Classifier
+from app.errors import InvalidCorrectClass, NotFound
 from app.inference.manifest import ModelManifest
-from app.inference.preprocess import render_png
-from app.repositories.predictions import HistoryFilters, PredictionRepository
-from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage, zone
+from app.kit.time import bounds
+from app.repositories.predictions import HistoryFilters, PredictionRepository, in_own_session
+from app.schemas.history import FeedbackIn, HistoryQuery, PredictionPage
 from app.schemas.prediction import Prediction, label_lookup, summary_from_row
 from app.services import audit
-from app.services.explain import heatmap_keys, heatmap_png
+from app.services.audit_views import ViewLog
+from app.services.explain import heatmap_keys
 from app.services.images import prediction_detail
-from app.storage import (
-    ImageNotFound,
-    ImageStore,
-    InvalidImageKey,
-    StorageUnavailable,
-    verify_image_access,
-)
+from app.storage import ImageStore, InvalidImageKey, StorageUnavailable
 
 log = logging.getLogger(__name__)
-
-
-def local_midnight(day: date, tz: tzinfo) -> datetime:
-    """The UTC instant at which `day` starts in `tz` (if midnight falls in a DST gap, the
-    first instant of the day, i.e. the transition)."""
-    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
-
-
-def resolve_date_bounds(
-    date_from: date | datetime | None, date_to: date | datetime | None, tz: tzinfo
-) -> tuple[datetime | None, datetime | None]:
-    """(inclusive start, exclusive end) as UTC instants.
-
-    A plain date_from starts at local midnight of that day in tz; a plain date_to covers its
-    whole local day (end = next local midnight). Datetimes are instants, both inclusive.
-    """
-    start: datetime | None = None
-    end: datetime | None = None
-    if isinstance(date_from, datetime):
-        start = date_from.astimezone(UTC)
-    elif date_from is not None:
-        start = local_midnight(date_from, tz)
-    if isinstance(date_to, datetime):
-        end = date_to.astimezone(UTC) + timedelta(microseconds=1)
-    elif date_to is not None:
-        end = local_midnight(date_to + timedelta(days=1), tz)
-    if start is not None and end is not None and start >= end:
-        raise ValidationFailed("date_from is after date_to")
-    return start, end
-
-
-# --------------------------------------------------------------------------- image access
-
-
-@dataclass(frozen=True, slots=True)
-class ImageRedirect:
-    """S3: send the client to a short-lived presigned URL."""
-
-    url: str
-
-
-@dataclass(frozen=True, slots=True)
-class ImageBytes:
-    """Local store: the bytes themselves (or only the validators when not modified)."""
-
-    data: bytes | None  # None: the client's copy is current (304)
-    content_type: str
-    etag: str
-    max_age: int
-
-
-def etag_for(row: PredictionRow) -> str:
-    return f'"{row.sha256}"'
-
-
-def etag_matches(if_none_match: str | None, etag: str) -> bool:
-    """RFC 9110 weak comparison, as If-None-Match requires."""
-    if not if_none_match:
-        return False
-    for candidate in if_none_match.split(","):
-        tag = candidate.strip()
-        if tag == "*":
-            return True
-        if tag.startswith("W/"):
-            tag = tag[2:]
-        if tag == etag:
-            return True
-    return False
-
-
-# --------------------------------------------------------------------------- service
 
 
 def _target(row: PredictionRow) -> tuple[str, int]:
@@ -128,17 +50,6 @@ def _feedback_of(row: PredictionRow) -> dict[str, str | None] | None:
     }
 
 
-T = TypeVar("T")
-
-
-async def in_own_session(
-    sessions: SessionFactory, work: Callable[[PredictionRepository], Awaitable[T]]
-) -> T:
-    """Run one read on a connection of its own, so independent queries overlap."""
-    async with sessions() as session:
-        return await work(PredictionRepository(session))
-
-
 class HistoryService:
     def __init__(
         self,
@@ -149,7 +60,7 @@ class HistoryService:
         *,
         sessions: SessionFactory,
         on_change: Callable[[], None],
-        views: audit.ViewLog,
+        views: ViewLog,
     ) -> None:
         """`sessions` lets the list run its count and its page concurrently; `on_change`
         is called after feedback or a delete is committed; `views` records who looked."""
@@ -162,31 +73,6 @@ class HistoryService:
         self.on_change = on_change
         self.views = views
 
-    async def heatmap(
-        self, prediction_id: int, user: User, class_code: str | None, classifier: Classifier
-    ) -> bytes:
-        """The Grad-CAM PNG of the user's prediction (app.services.explain)."""
-        row = await self._owned(prediction_id, user)
-        # No pooled connection stays checked out while the heatmap is computed.
-        await self.session.commit()
-        png = await heatmap_png(
-            row, class_code, storage=self.storage, classifier=classifier, settings=self.settings
-        )
-        # Served: a view, recorded like the detail and the image views.
-        self.views.add(
-            "prediction.heatmap_view",
-            actor=user,
-            target=_target(row),
-            new={"class_code": class_code or row.predicted_class},
-        )
-        return png
-
-    async def _owned(self, prediction_id: int, user: User) -> PredictionRow:
-        row = await self.repo.get_owned(prediction_id, user.id)
-        if row is None:
-            raise NotFound("Prediction not found")
-        return row
-
     async def detail(
         self, row: PredictionRow, user: User, base_url: str, now: datetime
     ) -> Prediction:
@@ -195,8 +81,7 @@ class HistoryService:
         )
 
     async def page(self, user: User, query: HistoryQuery) -> PredictionPage:
-        tz = zone(query.tz or self.settings.default_timezone)
-        created_from, created_before = resolve_date_bounds(query.date_from, query.date_to, tz)
+        created_from, created_before = bounds(query, self.settings.default_timezone)
         filters = HistoryFilters(
             predicted_class=query.predicted_class,
             feedback=query.feedback,
@@ -236,89 +121,20 @@ class HistoryService:
         )
 
     async def read(
-        self, prediction_id: int, user: User, base_url: str, now: datetime
+        self, row: PredictionRow, user: User, base_url: str, now: datetime
     ) -> Prediction:
-        row = await self._owned(prediction_id, user)
         detail = await self.detail(row, user, base_url, now)
         self.views.add("prediction.view", actor=user, target=_target(row))
         return detail
 
-    async def image(
-        self,
-        prediction_id: int,
-        user: User | None,
-        *,
-        expires: int | None,
-        signature: str | None,
-        if_none_match: str | None,
-        now: datetime,
-        preview: bool = False,
-    ) -> ImageRedirect | ImageBytes:
-        """Access by a valid signed URL (any client; it was issued to the owner) or by the
-        owner's bearer token. Anything else, including an expired or forged signature, is
-        404. The caller turns `user is None and no signature` into 401 beforehand."""
-        ttl = self.settings.image_url_ttl_seconds
-        row: PredictionRow | None = None
-        max_age = ttl
-        via = "signed_url"
-        if expires is not None and signature is not None:
-            secret = self.settings.jwt_secret_key.get_secret_value()
-            if verify_image_access(secret, prediction_id, expires, signature, now):
-                row = await self.repo.get(prediction_id)
-                max_age = max(0, min(ttl, int(expires - now.timestamp())))
-        if row is None and user is not None:
-            row = await self.repo.get_owned(prediction_id, user.id)
-            max_age, via = ttl, "token"
-        if row is None:
-            raise NotFound("Prediction not found")
-        result = await self._image_of(row, ttl, max_age, if_none_match, preview)
-        # Served: a view. A signed URL was issued to the owner: the event names them.
-        self.views.add(
-            "prediction.image_view",
-            actor=user if via == "token" else row.user_id,
-            target=_target(row),
-            new={"via": via},
-        )
-        return result
-
-    async def _image_of(
-        self,
-        row: PredictionRow,
-        ttl: int,
-        max_age: int,
-        if_none_match: str | None,
-        preview: bool,
-    ) -> ImageRedirect | ImageBytes:
-        """The original bytes, or with `preview` a PNG rendered from them (a DICOM's first
-        frame; a browser cannot show application/dicom)."""
-        if not preview:
-            presigned = await self.storage.presigned_url(row.image_key, ttl)
-            if presigned is not None:
-                return ImageRedirect(presigned)
-        etag = f'"{row.sha256}-png"' if preview else etag_for(row)
-        content_type = "image/png" if preview else row.content_type
-        if etag_matches(if_none_match, etag):
-            return ImageBytes(None, content_type, etag, max_age)
-        try:
-            stored = await self.storage.get(row.image_key)
-        except (ImageNotFound, InvalidImageKey) as exc:
-            raise NotFound("Image not found") from exc
-        if preview:
-            data = await run_in_threadpool(
-                render_png, stored.data, max_pixels=self.settings.max_image_pixels
-            )
-            return ImageBytes(data, content_type, etag, max_age)
-        return ImageBytes(stored.data, stored.content_type or row.content_type, etag, max_age)
-
     async def set_feedback(
         self,
-        prediction_id: int,
+        row: PredictionRow,
         user: User,
         body: FeedbackIn,
         base_url: str,
         now: datetime,
     ) -> Prediction:
-        row = await self._owned(prediction_id, user)
         correct_class = body.correct_class
         if correct_class is not None:
             known = set(self.manifest.codes) | {str(code) for code in row.class_codes}
@@ -347,7 +163,7 @@ class HistoryService:
         self.on_change()
         return await self.detail(row, user, base_url, now)
 
-    async def delete(self, prediction_id: int, user: User) -> None:
+    async def delete(self, row: PredictionRow, user: User) -> None:
         """Row first, image second.
 
         The row delete is committed before the object is touched: if the commit fails the
@@ -355,7 +171,7 @@ class HistoryService:
         afterwards only an unreferenced object is left (logged with its key for cleanup).
         The other order could leave a row pointing at nothing, which is never acceptable.
         """
-        row = await self._owned(prediction_id, user)
+        prediction_id = row.id
         keys = [row.image_key, *heatmap_keys(row)]  # the image and any cached heatmaps
         old = {
             "patient_ref": row.patient_ref,

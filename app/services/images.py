@@ -1,4 +1,4 @@
-"""Short-lived image URLs for a stored prediction image.
+"""A prediction's images: short-lived URLs, the stored bytes (or a PNG preview), heatmaps.
 
 S3: a presigned GET URL straight to the object (the browser fetches it from S3).
 Local store: the app serves the bytes itself at
@@ -7,19 +7,40 @@ Local store: the app serves the bytes itself at
 an Authorization header, for ``IMAGE_URL_TTL_SECONDS``.
 
 No URL ever names a file path: only the prediction id, which the route resolves.
+Serving the bytes is `PredictionImages.image`: by a valid signed URL or the owner's token;
+the route answers conditional requests from the validator it returns (app.kit.etag).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import Prediction as PredictionRow
+from app.db.models import User
+from app.errors import NotFound
+from app.inference import Classifier
 from app.inference.manifest import ModelManifest
+from app.inference.preprocess import render_png
+from app.kit.etag import strong_etag
+from app.repositories.predictions import PredictionRepository
 from app.schemas.prediction import Prediction, detail_from_row, label_lookup
-from app.storage import ImageStore, image_access_params
+from app.services.audit_views import ViewLog
+from app.services.explain import heatmap_png
+from app.storage import (
+    ImageNotFound,
+    ImageStore,
+    InvalidImageKey,
+    image_access_params,
+    verify_image_access,
+)
 
 
 def local_image_path(settings: Settings, prediction_id: int) -> str:
@@ -65,3 +86,117 @@ async def prediction_detail(
     """The Prediction resource for a row: labels in `locale` and a fresh image URL."""
     url, expires_at = await image_url_for(row, storage, settings, base_url, now=now)
     return detail_from_row(row, label_lookup(manifest, locale), url, expires_at)
+
+
+# --------------------------------------------------------------------------- serving
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRedirect:
+    """S3: send the client to a short-lived presigned URL."""
+
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSource:
+    """Local store (or a rendered preview): the validators now, the bytes on demand, so a
+    conditional request that matches `etag` reads nothing."""
+
+    etag: str
+    content_type: str
+    max_age: int
+    load: Callable[[], Awaitable[tuple[bytes, str]]]  # (bytes, content type)
+
+
+class PredictionImages:
+    def __init__(
+        self, session: AsyncSession, storage: ImageStore, settings: Settings, views: ViewLog
+    ) -> None:
+        self.repo = PredictionRepository(session)
+        self.session = session
+        self.storage = storage
+        self.settings = settings
+        self.views = views
+
+    async def image(
+        self,
+        prediction_id: int,
+        user: User | None,
+        *,
+        expires: int | None,
+        signature: str | None,
+        now: datetime,
+        preview: bool = False,
+    ) -> ImageRedirect | ImageSource:
+        """Access by a valid signed URL (any client; it was issued to the owner) or by the
+        owner's bearer token. Anything else, including an expired or forged signature, is
+        404. The caller turns `user is None and no signature` into 401 beforehand."""
+        ttl = self.settings.image_url_ttl_seconds
+        row: PredictionRow | None = None
+        max_age = ttl
+        via = "signed_url"
+        if expires is not None and signature is not None:
+            secret = self.settings.jwt_secret_key.get_secret_value()
+            if verify_image_access(secret, prediction_id, expires, signature, now):
+                row = await self.repo.get(prediction_id)
+                max_age = max(0, min(ttl, int(expires - now.timestamp())))
+        if row is None and user is not None:
+            row = await self.repo.get_owned(prediction_id, user.id)
+            max_age, via = ttl, "token"
+        if row is None:
+            raise NotFound("Prediction not found")
+        result = await self._image_of(row, ttl, max_age, preview)
+        # Served: a view. A signed URL was issued to the owner: the event names them.
+        self.views.add(
+            "prediction.image_view",
+            actor=user if via == "token" else row.user_id,
+            target=("prediction", row.id),
+            new={"via": via},
+        )
+        return result
+
+    async def _image_of(
+        self, row: PredictionRow, ttl: int, max_age: int, preview: bool
+    ) -> ImageRedirect | ImageSource:
+        """The original bytes, or with `preview` a PNG rendered from them (a DICOM's first
+        frame; a browser cannot show application/dicom)."""
+        if not preview:
+            presigned = await self.storage.presigned_url(row.image_key, ttl)
+            if presigned is not None:
+                return ImageRedirect(presigned)
+        image_key, stored_type = row.image_key, row.content_type
+        max_pixels = self.settings.max_image_pixels
+
+        async def load() -> tuple[bytes, str]:
+            try:
+                stored = await self.storage.get(image_key)
+            except (ImageNotFound, InvalidImageKey) as exc:
+                raise NotFound("Image not found") from exc
+            if preview:
+                return await run_in_threadpool(render_png, stored.data, max_pixels=max_pixels), (
+                    "image/png"
+                )
+            return stored.data, stored.content_type or stored_type
+
+        if preview:
+            return ImageSource(strong_etag(row.sha256, "png"), "image/png", max_age, load)
+        return ImageSource(strong_etag(row.sha256), row.content_type, max_age, load)
+
+    async def heatmap(
+        self, row: PredictionRow, user: User, class_code: str | None, classifier: Classifier
+    ) -> bytes:
+        """The Grad-CAM PNG of the user's prediction (app.services.explain)."""
+        # No pooled connection stays checked out while the heatmap is computed.
+        await self.session.commit()
+        png = await heatmap_png(
+            row, class_code, storage=self.storage, classifier=classifier, settings=self.settings
+        )
+        # Served: a view, recorded like the detail and the image views.
+        self.views.add(
+            "prediction.heatmap_view",
+            actor=user,
+            target=("prediction", row.id),
+            new={"class_code": class_code or row.predicted_class},
+        )
+        return png

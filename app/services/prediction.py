@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,12 +24,13 @@ from app.db.models import Prediction, User
 from app.errors import AppError, FileTooLarge, InvalidImage, ModelUnavailableError
 from app.inference import Classifier, DecodedImage, ImageRejected, ModelUnavailable, decode_upload
 from app.inference.arrays import FloatArray
+from app.kit.text import clean_filename
 from app.repositories.predictions import PredictionRepository
+from app.schemas.prediction import Prediction as PredictionOut
+from app.services.images import prediction_detail
 from app.storage import ImageStore, new_image_key
 
 log = logging.getLogger(__name__)
-
-_UNSAFE_FILENAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
 @dataclass(frozen=True)
@@ -47,14 +46,6 @@ class _Inspected:
     decoded: DecodedImage
     sha256: str
     quality: Quality | None  # None: the gate is off (QUALITY_GATE or the model's manifest)
-
-
-def clean_filename(filename: str | None) -> str:
-    """The client's file name as display metadata only: no path, no control characters."""
-    name = unicodedata.normalize("NFC", filename or "")
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = _UNSAFE_FILENAME_CHARS.sub("", name).strip()
-    return name[:255] or "upload"
 
 
 def eye_of(requested: str, laterality: str | None) -> tuple[str, str, bool]:
@@ -87,6 +78,43 @@ def _inspect(data: bytes, settings: Settings, classifier: Classifier) -> _Inspec
     return _Inspected(decoded, hashlib.sha256(data).hexdigest(), quality)
 
 
+AfterCommit = Callable[[Prediction, FloatArray, bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ServingModel:
+    """The classifier that answers this request (leased from the registry's holder) and
+    `after_commit(row, model input, upload bytes)`, run once the row is stored (the shadow
+    evaluation hooks in there)."""
+
+    classifier: Classifier
+    after_commit: AfterCommit | None = None
+
+
+class PredictionService:
+    def __init__(self, session: AsyncSession, storage: ImageStore, settings: Settings) -> None:
+        self.session = session
+        self.storage = storage
+        self.settings = settings
+
+    async def create(
+        self, upload: Upload, user: User, model: ServingModel, base_url: str
+    ) -> PredictionOut:
+        """Validate, classify, store the image, then the row; the Prediction resource."""
+        row = await create_prediction(
+            upload,
+            user=user,
+            session=self.session,
+            storage=self.storage,
+            classifier=model.classifier,
+            settings=self.settings,
+            after_commit=model.after_commit,
+        )
+        return await prediction_detail(
+            row, self.storage, self.settings, model.classifier.manifest, user.locale, base_url
+        )
+
+
 async def create_prediction(
     upload: Upload,
     *,
@@ -95,10 +123,9 @@ async def create_prediction(
     storage: ImageStore,
     classifier: Classifier,
     settings: Settings,
-    after_commit: Callable[[Prediction, FloatArray, bytes], None] | None = None,
+    after_commit: AfterCommit | None = None,
 ) -> Prediction:
-    """`after_commit(row, model input, upload bytes)` runs once the row is stored (the
-    shadow evaluation hooks in there)."""
+    """The stored row of a classified upload (PredictionService.create's steps)."""
     if not upload.data:
         raise InvalidImage("The file is empty.")
     if len(upload.data) > settings.max_upload_bytes:
@@ -161,7 +188,7 @@ async def create_prediction(
         recommendation=recommendation,
     )
     try:
-        session.add(row)
+        await PredictionRepository(session).add(row)
         await session.commit()
     except Exception:
         # An orphan object is tolerable; a row pointing at nothing is not, so only a

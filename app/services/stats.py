@@ -31,8 +31,8 @@ from app.clinical import RECOMMENDATIONS
 from app.db.models import User
 from app.db.session import SessionFactory
 from app.inference.manifest import ModelManifest
-from app.repositories.predictions import DaySpan, PredictionRepository, Totals
-from app.schemas.history import zone
+from app.kit.time import local_midnight, zone
+from app.repositories.predictions import DaySpan, PredictionRepository, Totals, in_own_session
 from app.schemas.home import (
     MAX_DAILY_DAYS,
     ConfusionCell,
@@ -44,7 +44,6 @@ from app.schemas.home import (
     StatsRange,
 )
 from app.schemas.prediction import label_lookup
-from app.services.history import in_own_session, local_midnight
 
 RANGE_DAYS: dict[str, int] = {"today": 1, "week": 7, "month": 30}
 OVERALL_ALL_TTL_SECONDS = 60.0

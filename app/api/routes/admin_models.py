@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from app.api.deps import AdminUser, ModelHolderDep, SessionDep, SettingsDep, StorageDep
+from app.api.deps import AdminUser, RegistryDep, SettingsDep
 from app.api.errors import error_responses
 from app.errors import (
     FileTooLarge,
@@ -28,7 +28,6 @@ from app.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from app.registry.service import RegistryService
 from app.schemas.admin_models import (
     ClassMetrics,
     MetricsQuery,
@@ -48,13 +47,6 @@ Version = Annotated[
 ]
 
 
-async def get_registry_service(
-    session: SessionDep, settings: SettingsDep, storage: StorageDep, holder: ModelHolderDep
-) -> RegistryService:
-    return RegistryService(session, settings, storage, holder)
-
-
-RegistryDep = Annotated[RegistryService, Depends(get_registry_service)]
 _ADMIN = (NotAuthenticated, Forbidden)
 
 _REGISTER_BODY: dict[str, Any] = {

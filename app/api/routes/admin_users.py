@@ -7,25 +7,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 
-from app.api.deps import AdminUser, SessionDep
+from app.api.deps import AdminUser, AdminUsersDep
 from app.api.errors import error_responses
 from app.errors import Forbidden, LastAdmin, NotAuthenticated, NotFound, ValidationFailed
 from app.schemas.admin import AdminUser as AdminUserOut
 from app.schemas.admin import AdminUserPage, RoleRequest, UserQuery
-from app.services.admin_users import AdminUsers
 
 router = APIRouter(prefix="/admin/users", tags=["admin"])
 
 UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="User id")]
 
 
-async def get_admin_users(session: SessionDep) -> AdminUsers:
-    return AdminUsers(session)
-
-
-AdminUsersDep = Annotated[AdminUsers, Depends(get_admin_users)]
 _CHANGE = (
     "Recorded in the audit trail; setting the value the account already has changes "
     "nothing and records nothing. 409 LAST_ADMIN when it would leave no active "

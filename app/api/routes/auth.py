@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.api.deps import AuthContextDep, AuthServiceDep, CurrentUser, SessionDep
+from app.api.deps import AuditTrailDep, AuthContextDep, AuthServiceDep, CurrentUser
 from app.api.errors import error_responses
 from app.errors import (
     AccountDisabled,
@@ -22,7 +22,6 @@ from app.errors import (
     ValidationFailed,
     WrongCurrentPassword,
 )
-from app.repositories.audit import AuditFilters
 from app.schemas.admin import ActivityQuery, AuditPage
 from app.schemas.auth import (
     Accepted,
@@ -36,9 +35,8 @@ from app.schemas.auth import (
     VerifyRequest,
 )
 from app.schemas.auth import User as UserOut
-from app.services import audit
 from app.services.auth import Registration
-from app.services.sessions import IssuedTokens
+from app.services.login_sessions import IssuedTokens
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -211,9 +209,6 @@ async def change_password(
     "accounts. Keyset pages: pass `next_cursor` as `cursor`.",
 )
 async def my_activity(
-    user: CurrentUser, session: SessionDep, query: Annotated[ActivityQuery, Query()]
+    user: CurrentUser, trail: AuditTrailDep, query: Annotated[ActivityQuery, Query()]
 ) -> AuditPage:
-    filters = AuditFilters(
-        actions=audit.SECURITY_ACTIONS, target_type="user", target_id=str(user.id)
-    )
-    return AuditPage.of(await audit.page(session, filters, query.cursor, query.limit))
+    return await trail.security_page(user, query.cursor, query.limit)

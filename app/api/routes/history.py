@@ -7,22 +7,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import RedirectResponse
 
 from app.api.deps import (
+    MAX_ID,
     BaseUrl,
     ClassifierDep,
     CurrentUser,
-    ManifestDep,
+    HistoryServiceDep,
     NowDep,
     OptionalUser,
-    SessionDep,
-    SessionFactoryDep,
-    SettingsDep,
-    StorageDep,
-    TotalsCacheDep,
-    ViewLogDep,
+    OwnedPrediction,
+    PredictionId,
+    PredictionImagesDep,
 )
 from app.api.errors import error_responses
 from app.errors import (
@@ -35,40 +33,12 @@ from app.errors import (
     StorageUnavailableError,
     ValidationFailed,
 )
+from app.kit.etag import etag_matches
 from app.schemas.history import CLASS_CODE_PATTERN, FeedbackIn, HistoryQuery, PredictionPage
 from app.schemas.prediction import Prediction
-from app.services.history import HistoryService, ImageRedirect
+from app.services.images import ImageRedirect
 
 router = APIRouter(prefix="/history", tags=["history"])
-
-MAX_ID = 2**63 - 1
-
-
-# --------------------------------------------------------------------------- dependencies
-
-
-async def get_history_service(
-    session: SessionDep,
-    sessions: SessionFactoryDep,
-    storage: StorageDep,
-    settings: SettingsDep,
-    manifest: ManifestDep,
-    totals_cache: TotalsCacheDep,
-    views: ViewLogDep,
-) -> HistoryService:
-    return HistoryService(
-        session,
-        storage,
-        settings,
-        manifest,
-        sessions=sessions,
-        on_change=totals_cache.clear,
-        views=views,
-    )
-
-
-HistoryServiceDep = Annotated[HistoryService, Depends(get_history_service)]
-PredictionId = Annotated[int, Path(ge=1, le=MAX_ID, description="Prediction id")]
 
 _IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -116,13 +86,14 @@ async def list(  # the operation id is history-list
     summary="One of my predictions, with a fresh image URL",
 )
 async def read(
-    id: PredictionId,  # the path parameter is {id}
+    id: PredictionId,  # the path parameter is {id}; the row comes owner-checked
+    row: OwnedPrediction,
     user: CurrentUser,
     service: HistoryServiceDep,
     url: BaseUrl,
     now: NowDep,
 ) -> Prediction:
-    return await service.read(id, user, url, now)
+    return await service.read(row, user, url, now)
 
 
 @router.get(
@@ -142,7 +113,7 @@ async def read(
 )
 async def image(
     id: PredictionId,
-    service: HistoryServiceDep,
+    images: PredictionImagesDep,
     user: OptionalUser,
     now: NowDep,
     expires: Annotated[
@@ -160,14 +131,8 @@ async def image(
 ) -> Response:
     if user is None and (expires is None or signature is None):
         raise NotAuthenticated()
-    result = await service.image(
-        id,
-        user,
-        expires=expires,
-        signature=signature,
-        if_none_match=if_none_match,
-        now=now,
-        preview=image_format == "png",
+    result = await images.image(
+        id, user, expires=expires, signature=signature, now=now, preview=image_format == "png"
     )
     if isinstance(result, ImageRedirect):
         return RedirectResponse(
@@ -181,9 +146,10 @@ async def image(
         "Vary": "Authorization",
         "X-Content-Type-Options": "nosniff",
     }
-    if result.data is None:
+    if etag_matches(if_none_match, result.etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return Response(content=result.data, media_type=result.content_type, headers=headers)
+    data, content_type = await result.load()
+    return Response(content=data, media_type=content_type, headers=headers)
 
 
 @router.get(
@@ -215,15 +181,16 @@ async def image(
 )
 async def heatmap(
     id: PredictionId,
+    row: OwnedPrediction,
     user: CurrentUser,
-    service: HistoryServiceDep,
+    images: PredictionImagesDep,
     classifier: ClassifierDep,
     class_code: Annotated[
         str | None,
         Query(pattern=CLASS_CODE_PATTERN, description="Class code (default: the predicted one)"),
     ] = None,
 ) -> Response:
-    png = await service.heatmap(id, user, class_code, classifier)
+    png = await images.heatmap(row, user, class_code, classifier)
     headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
     return Response(content=png, media_type="image/png", headers=headers)
 
@@ -249,13 +216,14 @@ async def heatmap(
 )
 async def set_feedback(
     id: PredictionId,
+    row: OwnedPrediction,
     body: FeedbackIn,
     user: CurrentUser,
     service: HistoryServiceDep,
     url: BaseUrl,
     now: NowDep,
 ) -> Prediction:
-    return await service.set_feedback(id, user, body, url, now)
+    return await service.set_feedback(row, user, body, url, now)
 
 
 @router.delete(
@@ -267,8 +235,9 @@ async def set_feedback(
 )
 async def delete(
     id: PredictionId,
+    row: OwnedPrediction,
     user: CurrentUser,
     service: HistoryServiceDep,
 ) -> Response:
-    await service.delete(id, user)
+    await service.delete(row, user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

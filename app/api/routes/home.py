@@ -6,20 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import (
-    CurrentUser,
-    ManifestDep,
-    NowDep,
-    SessionDep,
-    SessionFactoryDep,
-    SettingsDep,
-    TotalsCacheDep,
-)
+from app.api.deps import CurrentUser, NowDep, SettingsDep, StatsServiceDep
 from app.api.errors import error_responses
 from app.errors import NotAuthenticated, ValidationFailed
 from app.schemas.history import TimeZoneName
 from app.schemas.home import RangeName, Stats
-from app.services.stats import StatsService
 
 router = APIRouter(prefix="/home", tags=["home"])
 
@@ -39,12 +30,9 @@ router = APIRouter(prefix="/home", tags=["home"])
 )
 async def stats(
     user: CurrentUser,
-    session: SessionDep,
-    sessions: SessionFactoryDep,
+    service: StatsServiceDep,
     settings: SettingsDep,
-    manifest: ManifestDep,
     now: NowDep,
-    totals_cache: TotalsCacheDep,
     range_: Annotated[
         RangeName, Query(alias="range", description="today, week, month or all")
     ] = "today",
@@ -56,5 +44,4 @@ async def stats(
         ),
     ] = None,
 ) -> Stats:
-    service = StatsService(session, sessions, manifest, totals_cache)
     return await service.stats(user, range_, tz or settings.default_timezone, now)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, UploadFile, status
 
 from app.api.deps import (
     BaseUrl,
-    ClassifierDep,
     CurrentUser,
-    ModelHolderDep,
-    SessionDep,
+    PredictionServiceDep,
+    ServingModelDep,
     SettingsDep,
-    StorageDep,
     upload_slot,
 )
 from app.api.errors import error_responses
@@ -30,8 +28,7 @@ from app.errors import (
     ValidationFailed,
 )
 from app.schemas.prediction import Prediction
-from app.services.images import prediction_detail
-from app.services.prediction import Upload, create_prediction
+from app.services.prediction import Upload
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
@@ -74,12 +71,9 @@ router = APIRouter(prefix="/predict", tags=["predict"])
 async def create(
     base_url: BaseUrl,
     user: CurrentUser,
-    session: SessionDep,
-    storage: StorageDep,
-    classifier: ClassifierDep,
+    service: PredictionServiceDep,
+    model: ServingModelDep,
     settings: SettingsDep,
-    models: ModelHolderDep,
-    tasks: BackgroundTasks,
     file: Annotated[UploadFile, File(description="The eye photograph (JPEG, PNG or DICOM)")],
     patient_ref: Annotated[
         str | None,
@@ -94,15 +88,4 @@ async def create(
         patient_ref=(patient_ref or "").strip() or None,
         eye=eye,
     )
-    row = await create_prediction(
-        upload,
-        user=user,
-        session=session,
-        storage=storage,
-        classifier=classifier,
-        settings=settings,
-        after_commit=models.shadow_hook(tasks, classifier),
-    )
-    return await prediction_detail(
-        row, storage, settings, classifier.manifest, user.locale, base_url
-    )
+    return await service.create(upload, user, model, base_url)

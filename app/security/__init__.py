@@ -14,15 +14,6 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
-from ipaddress import (
-    IPv4Address,
-    IPv4Network,
-    IPv6Address,
-    IPv6Network,
-    ip_address,
-    ip_network,
-)
 from typing import Any
 
 import anyio
@@ -33,7 +24,7 @@ from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from app.config import Settings
-from app.legacy.passwords import check_legacy_password, is_legacy_hash
+from app.security.legacy_hashes import check_legacy_password, is_legacy_hash
 
 JWT_ALGORITHM = "HS256"
 CODE_DIGITS = 6
@@ -86,7 +77,7 @@ class Passwords:
     async def verify_for_login(self, password: str, hashed: str) -> tuple[bool, str | None]:
         """The login's check: `verify_and_update`, and the one place an imported legacy
         (werkzeug) hash is accepted; a match returns the Argon2 hash to store instead.
-        `verify` and pwdlib refuse legacy hashes (see app.legacy.passwords)."""
+        `verify` and pwdlib refuse legacy hashes (see app.security.legacy_hashes)."""
         if is_legacy_hash(hashed):
             return await anyio.to_thread.run_sync(
                 self._upgrade_legacy, password, hashed, limiter=self._get_limiter()
@@ -216,50 +207,3 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
         return AccessClaims(user_id=int(payload["sub"]), session_id=str(payload["sid"]))
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise InvalidAccessToken(type(exc).__name__) from None
-
-
-# --------------------------------------------------------------------------- client address
-
-Network = IPv4Network | IPv6Network
-
-
-@lru_cache(maxsize=16)
-def trusted_networks(proxies: tuple[str, ...]) -> tuple[Network, ...]:
-    return tuple(ip_network(item, strict=False) for item in proxies)
-
-
-def _parse_ip(value: str) -> IPv4Address | IPv6Address | None:
-    try:
-        address = ip_address(value.strip())
-    except ValueError:
-        return None
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def resolve_client_ip(
-    peer: str | None, forwarded_for: list[str], trusted: tuple[Network, ...]
-) -> str:
-    """The socket peer, unless it is a trusted proxy: then the rightmost X-Forwarded-For
-    hop that is not itself a trusted proxy (hops left of it could be forged by the client).
-    """
-    peer_ip = _parse_ip(peer) if peer else None
-    if peer_ip is None:
-        return peer or "unknown"
-
-    def is_trusted(address: IPv4Address | IPv6Address) -> bool:
-        return any(address in network for network in trusted)
-
-    if not forwarded_for or not is_trusted(peer_ip):
-        return str(peer_ip)
-    hops = [hop for header in forwarded_for for hop in header.split(",") if hop.strip()]
-    client = peer_ip
-    for hop in reversed(hops):
-        address = _parse_ip(hop)
-        if address is None:  # garbage: trust nothing further left
-            break
-        client = address
-        if not is_trusted(address):
-            break
-    return str(client)

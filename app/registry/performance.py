@@ -22,34 +22,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-BINS = 10
+from app.repositories.model_versions import BINS, Group, ShadowGroup
+
 Z_95 = 1.959963984540054
-
-
-def confidence_bin(probability: float) -> int:
-    """[0, 0.1) -> 0, ..., [0.9, 1] -> 9; the same thresholds as the SQL (alembic 0006)."""
-    for k in range(1, BINS):
-        if probability < k / 10:
-            return k - 1
-    return BINS - 1
-
-
-@dataclass(frozen=True, slots=True)
-class Group:
-    predicted: str
-    verdict: str | None  # None: no feedback
-    correct_class: str | None
-    bin: int
-    count: int
-    sum_probability: float
-
-    @property
-    def confirmed(self) -> str | None:
-        if self.verdict == "correct":
-            return self.predicted
-        if self.verdict == "incorrect":
-            return self.correct_class
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,17 +121,6 @@ def compute(groups: Sequence[Group], codes: Sequence[str]) -> Metrics:
         ),
         ece=ece,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class ShadowGroup:
-    """Shadow rows of a version joined to the served prediction, grouped."""
-
-    shadow_class: str
-    served_class: str
-    verdict: str | None
-    correct_class: str | None
-    count: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,6 @@ from app.db.models import (
     Prediction,
     ShadowPrediction,
 )
-from app.registry.metrics import BINS, Group, ShadowGroup
 from app.repositories._util import rowcount
 
 STATE_ID = 1
@@ -38,8 +37,48 @@ class Pointer:
     generation: int
 
 
+BINS = 10
+
+
+def confidence_bin(probability: float) -> int:
+    """[0, 0.1) -> 0, ..., [0.9, 1] -> 9; the same thresholds as the SQL (alembic 0006)."""
+    for k in range(1, BINS):
+        if probability < k / 10:
+            return k - 1
+    return BINS - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    predicted: str
+    verdict: str | None  # None: no feedback
+    correct_class: str | None
+    bin: int
+    count: int
+    sum_probability: float
+
+    @property
+    def confirmed(self) -> str | None:
+        if self.verdict == "correct":
+            return self.predicted
+        if self.verdict == "incorrect":
+            return self.correct_class
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowGroup:
+    """Shadow rows of a version joined to the served prediction, grouped."""
+
+    shadow_class: str
+    served_class: str
+    verdict: str | None
+    correct_class: str | None
+    count: int
+
+
 def _bin(column: Any) -> Any:
-    """The confidence bin as SQL: the thresholds of app.registry.metrics.confidence_bin."""
+    """The confidence bin as SQL: the thresholds of confidence_bin."""
     whens = [(column < k / 10, k - 1) for k in range(1, BINS)]
     return case(*whens, else_=BINS - 1).cast(Integer)
 

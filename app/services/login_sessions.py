@@ -1,4 +1,4 @@
-"""Sessions = refresh-token families: start, rotate (with reuse detection), end."""
+"""Login sessions = refresh-token families: start, rotate (with reuse detection), end."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class IssuedTokens:
         return f"IssuedTokens(session_id={self.session_id!r})"
 
 
-class Sessions:
+class LoginSessions:
     def __init__(self, session: AsyncSession, settings: Settings) -> None:
         self.db = session
         self.settings = settings
