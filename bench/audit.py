@@ -39,10 +39,10 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import func, insert, select
 
 from app.config import Settings
-from app.db.models import AuditEvent, User
+from app.db.models import AuditEvent, Prediction, User
 from app.main import create_app
 from app.repositories.audit import AuditFilters
-from app.services import audit
+from app.services.audit_trail import AuditTrail
 from app.services.history import HistoryService
 
 DEFAULT_URL = "mysql+aiomysql://root@127.0.0.1:3306/ocupredict_bench_audit"
@@ -55,10 +55,9 @@ def export_end(count: int) -> datetime:
 
 
 async def read_without_event(
-    self: HistoryService, prediction_id: int, user: User, base_url: str, now: datetime
+    self: HistoryService, row: Prediction, user: User, base_url: str, now: datetime
 ) -> Any:
     """HistoryService.read as it was before the audit trail."""
-    row = await self._owned(prediction_id, user)
     return await self.detail(row, user, base_url, now)  # no self.views.add
 
 
@@ -161,7 +160,8 @@ async def measure_export(url: str) -> list[tuple[int, int, int]]:
                 size = 0
                 tracemalloc.start()
                 tracemalloc.reset_peak()
-                async for chunk in audit.export_csv(sessions, filters):
+                trail = AuditTrail(session, sessions, "UTC")
+                async for chunk in trail.export_csv(filters):
                     size += len(chunk)
                 _, peak = tracemalloc.get_traced_memory()
                 tracemalloc.stop()

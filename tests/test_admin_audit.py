@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, select
 from app.cli import main as cli_main
 from app.db.models import AuditEvent
 from app.services import audit
+from app.services.audit_trail import CSV_COLUMNS
 from tests.conftest import in_own_thread
 from tests.factories import app_of, make_doctor
 from tests.test_audit_events import events, only
@@ -246,7 +247,7 @@ async def test_export_streams_every_event_as_csv(client: httpx.AsyncClient) -> N
     assert len(bodies) >= 101
     assert max(len(b) for b in bodies) < sum(len(b) for b in bodies) / 50
     rows = list(csv.reader(io.StringIO(b"".join(bodies).decode())))
-    assert rows[0] == list(audit.CSV_COLUMNS)
+    assert rows[0] == list(CSV_COLUMNS)
     assert len(rows) == 100_001
     ids = [int(r[0]) for r in rows[1:]]
     assert ids == sorted(ids) and len(set(ids)) == 100_000  # oldest first, each once

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import RateLimitHit, User
-from app.security import resolve_client_ip, trusted_networks
+from app.kit.client_ip import resolve_client_ip, trusted_networks
 from tests.conftest import ClientFactory, Mailbox
 from tests.test_auth_support import AUTH, PASSWORD, login, register, verified_account
 
@@ -200,7 +200,10 @@ def test_resolve_client_ip() -> None:
     assert resolve_client_ip("10.1.2.3", ["garbage, 10.0.0.9"], trusted) == "10.0.0.9"
     assert resolve_client_ip("2001:db8::1", ["2001:4860::8888"], trusted) == "2001:4860::8888"
     assert resolve_client_ip("::ffff:10.0.0.1", ["203.0.113.9"], trusted) == "203.0.113.9"
-    assert resolve_client_ip(None, ["203.0.113.9"], trusted) == "unknown"
+    # A Unix-socket peer (nginx on this host) is the local proxy: its word counts.
+    assert resolve_client_ip(None, ["203.0.113.9"], trusted) == "203.0.113.9"
+    assert resolve_client_ip(None, [], trusted) == "127.0.0.1"
+    assert resolve_client_ip(None, ["garbage"], ()) == "127.0.0.1"
 
 
 def test_trusted_proxies_setting_is_validated() -> None:

@@ -25,10 +25,11 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.models import Prediction
+from app.db.models import AuditEvent, Prediction, RateLimitHit
 from app.deploy.harness import NginxStack, pid_alive, unix_get
 from app.deploy.nginx import compose_rendering
 from app.errors import too_large_message
+from app.security import keyed_digest
 from tests.conftest import ROOT, TEST_JWT_SECRET, Mailbox
 from tests.test_auth_support import AUTH, PASSWORD, bearer, next_code
 
@@ -231,6 +232,47 @@ async def test_per_ip_limit_holds_with_a_spoofed_forwarded_for(stack: NginxStack
     # stop them, and it does, because nginx overwrites X-Forwarded-For.
     assert statuses[:IP_LIMIT] == [401] * IP_LIMIT
     assert statuses[IP_LIMIT:] == [429, 429]
+
+
+async def test_audit_and_rate_limit_name_the_client_nginx_vouches_for(
+    stack: NginxStack, mailbox: Mailbox, db_engine: AsyncEngine
+) -> None:
+    """Behind serve-nginx every worker's peer is a Unix socket: the one resolver takes it
+    as the local proxy, so the audit trail and the rate limiter both name the address
+    nginx saw (this client binds 127.0.0.23), never "unknown", and never the
+    X-Forwarded-For the client sent itself (nginx overwrites it)."""
+    client_ip = "127.0.0.23"
+    forged = {"X-Forwarded-For": "203.0.113.77"}
+    transport = httpx.AsyncHTTPTransport(local_address=client_ip)
+    async with httpx.AsyncClient(base_url=stack.base_url, transport=transport) as client:
+        await doctor_token(client, mailbox, "where@example.com")
+        ok = await client.post(
+            f"{AUTH}/login",
+            data={"username": "where@example.com", "password": PASSWORD},
+            headers=forged,
+        )
+        bad = await client.post(
+            f"{AUTH}/login",
+            data={"username": "where@example.com", "password": "wrong-password-1"},
+            headers=forged,
+        )
+    assert (ok.status_code, bad.status_code) == (200, 401), (ok.text, bad.text)
+    async with db_engine.connect() as conn:
+        events = (
+            await conn.execute(
+                select(AuditEvent.action, AuditEvent.ip).where(
+                    AuditEvent.action.in_(("auth.login", "auth.login_failed"))
+                )
+            )
+        ).all()
+        buckets = set((await conn.execute(select(RateLimitHit.bucket))).scalars())
+    assert sorted(events) == [("auth.login", client_ip), ("auth.login_failed", client_ip)]
+    # The failed login counted against the per-IP limit under the same address.
+    def ip_bucket(ip: str) -> str:
+        return keyed_digest(TEST_JWT_SECRET, "rate-limit", f"failures:ip:{ip}")
+
+    assert ip_bucket(client_ip) in buckets
+    assert ip_bucket("203.0.113.77") not in buckets and ip_bucket("unknown") not in buckets
 
 
 async def test_metrics_sum_both_processes_after_a_flow(stack: NginxStack, mailbox: Mailbox) -> None:

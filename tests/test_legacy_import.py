@@ -40,10 +40,10 @@ from app.legacy.mapping import (
     parse_probabilities,
     split_case_duplicates,
 )
-from app.security.legacy_hashes import UNUSABLE_PASSWORD, check_legacy_password, is_legacy_hash
 from app.legacy.report import ImportReport
 from app.legacy.schema import async_source_url
 from app.security import Passwords
+from app.security.legacy_hashes import UNUSABLE_PASSWORD, check_legacy_password, is_legacy_hash
 from app.services.login_sessions import LoginSessions
 from app.services.sweep import sweep_orphan_images
 from app.storage.base import is_image_key
