@@ -107,12 +107,16 @@ class Settings(BaseSettings):
     # an uploaded or s3:// weights file may be at most this large.
     model_poll_seconds: float = Field(2.0, ge=0.1, le=300)
     model_max_upload_mb: int = Field(500, ge=1, le=4096)
+    # POST /admin/models {source: s3://...} reads only AWS_S3_BUCKET, only under this prefix.
+    model_source_prefix: str = Field("models/", max_length=200, pattern=r"^([A-Za-z0-9._-]+/)*$")
     # uvicorn worker processes on this host; `ocupredict serve --workers N` sets it for its
     # workers, so that each sizes its inference threads to its share of the cores.
     web_workers: int = Field(1, ge=1, le=64)
 
     # Uploads
     max_upload_mb: int = Field(15, ge=1, le=200)
+    # Every other request body (JSON, forms) may be at most this large.
+    max_body_kb: int = Field(1024, ge=16, le=65536)
     max_image_pixels: int = Field(50_000_000, ge=64 * 64)
 
     # Image-quality gate (docs/quality-gate.md: what each threshold means, how it was set).

@@ -165,6 +165,21 @@ class FileTooLarge(KnownError):
         super().__init__(too_large_message(limit_mb))
 
 
+def payload_too_large_message(limit_kb: int) -> str:
+    return f"The request body is larger than the {limit_kb} KB limit."
+
+
+class PayloadTooLarge(KnownError):
+    """A body over MAX_BODY_KB on a route that takes no file."""
+
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+    message = payload_too_large_message(1024)
+
+    def __init__(self, limit_kb: int) -> None:
+        super().__init__(payload_too_large_message(limit_kb))
+
+
 class UnsupportedMediaType(KnownError):
     status_code = 415
     code = "UNSUPPORTED_MEDIA_TYPE"

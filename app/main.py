@@ -17,7 +17,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
-from app.api.errors import install_error_handlers
+from app.api.body_limit import BodyLimitMiddleware
+from app.api.errors import error_responses, install_error_handlers
 from app.api.openapi import customise_openapi
 from app.api.routes import (
     admin_audit,
@@ -30,10 +31,11 @@ from app.api.routes import (
     metrics,
     predict,
 )
+from app.api.security_headers import SecurityHeadersMiddleware
 from app.api.state import AppState
-from app.api.upload_limit import UploadLimitMiddleware
 from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
+from app.errors import PayloadTooLarge
 from app.inference import build_classifier
 from app.mail import build_mailer
 from app.metrics import publish_info
@@ -114,7 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
-        swagger_ui_parameters={"persistAuthorization": True},
+        # The bearer token is not kept in the browser's storage (shared clinic computers).
+        swagger_ui_parameters={"persistAuthorization": False},
     )
     app.state = state = AppState()
     state.settings = settings
@@ -131,21 +134,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     prefix = settings.api_prefix
     app.add_middleware(
-        UploadLimitMiddleware,
-        paths={f"{prefix}/predict"},
-        max_file_bytes=settings.max_upload_bytes,
+        BodyLimitMiddleware,
+        uploads_mb={
+            f"{prefix}/predict": settings.max_upload_mb,
+            f"{prefix}/admin/models": settings.model_max_upload_mb,
+        },
+        max_kb=settings.max_body_kb,
+    )
+    app.add_middleware(
+        SecurityHeadersMiddleware, api_prefix=prefix, docs_paths=("/docs", "/redoc")
     )
     app.add_middleware(ClientIpMiddleware, trusted_proxies=tuple(settings.trusted_proxies))
     app.add_middleware(RequestIdMiddleware, process=settings.process_index)
 
-    app.include_router(health.router, prefix=prefix)
-    app.include_router(auth.router, prefix=prefix)
-    app.include_router(predict.router, prefix=prefix)
-    app.include_router(history.router, prefix=prefix)
-    app.include_router(home.router, prefix=prefix)
-    app.include_router(admin_models.router, prefix=prefix)
-    app.include_router(admin_users.router, prefix=prefix)
-    app.include_router(admin_audit.router, prefix=prefix)
+    # Any request may carry a body: over its cap it is 413 (BodyLimitMiddleware); the
+    # upload routes declare their own 413 FILE_TOO_LARGE, which wins over this one.
+    body_limit = error_responses(PayloadTooLarge)
+    for module in (health, auth, predict, history, home, admin_models, admin_users, admin_audit):
+        app.include_router(module.router, prefix=prefix, responses=body_limit)
     app.include_router(metrics.router)  # outside API_PREFIX, as Prometheus expects
     customise_openapi(app, token_url=f"{prefix}/auth/login")
     return app

@@ -226,11 +226,11 @@ async def test_register_body_errors(app_client: httpx.AsyncClient, admin: Doctor
 async def test_register_from_s3_with_its_manifest(
     make_client: ClientFactory, s3_endpoint: str, s3_bucket: str, s3_client: Any
 ) -> None:
-    s3_client.put_object(Bucket=s3_bucket, Key="eye/v3.pth", Body=weights_bytes(33, 3))
-    s3_client.put_object(Bucket=s3_bucket, Key="eye/v3.json", Body=json.dumps(THREE_CLASSES))
-    async with make_client(s3_endpoint_url=s3_endpoint) as client:
+    s3_client.put_object(Bucket=s3_bucket, Key="models/eye/v3.pth", Body=weights_bytes(33, 3))
+    s3_client.put_object(Bucket=s3_bucket, Key="models/eye/v3.json", Body=json.dumps(THREE_CLASSES))
+    async with make_client(s3_endpoint_url=s3_endpoint, aws_s3_bucket=s3_bucket) as client:
         admin = await make_doctor(app_of(client), role="admin")
-        source = f"s3://{s3_bucket}/eye/v3.pth"
+        source = f"s3://{s3_bucket}/models/eye/v3.pth"
         response = await client.post(BASE, headers=admin.headers, json={"source": source})
         assert response.status_code == 201, response.text
         body = response.json()
@@ -241,7 +241,7 @@ async def test_register_from_s3_with_its_manifest(
             "cataract",
         ]
         absent = await client.post(
-            BASE, headers=admin.headers, json={"source": f"s3://{s3_bucket}/eye/none.pth"}
+            BASE, headers=admin.headers, json={"source": f"s3://{s3_bucket}/models/eye/none.pth"}
         )
         assert absent.status_code == 422
         assert absent.json()["code"] == "INVALID_MODEL"

@@ -396,7 +396,7 @@ async def test_fall_back_day_of_25_hours(client: httpx.AsyncClient, clock: Any) 
 
 
 def test_day_spans_split_at_dst_days() -> None:
-    from app.repositories.predictions import DaySpan
+    from app.repositories.local_days import DaySpan
     from app.services.stats import day_spans
 
     day = 86400

@@ -22,6 +22,7 @@ from app.storage import (
     S3ImageStore,
     StorageUnavailable,
     build_image_store,
+    credential_stamp,
     image_access_params,
     new_image_key,
     sign_image_access,
@@ -302,36 +303,39 @@ async def test_s3_unreachable_endpoint_fails_fast() -> None:
 # --------------------------------------------------------------------------- signing
 
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+STAMP = credential_stamp("$argon2id$v=19$m=1024,t=1,p=1$c2FsdA$aGFzaA")
 
 
 def test_signing_valid() -> None:
     now = time.time()
     expires = int(now) + 600
-    sig = sign_image_access(SECRET, 42, expires)
+    sig = sign_image_access(SECRET, 42, expires, STAMP)
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", sig)  # urlsafe, no padding
-    assert verify_image_access(SECRET, 42, expires, sig, now)
-    assert verify_image_access(SECRET, 42, expires, sig, datetime.fromtimestamp(now, UTC))
+    assert verify_image_access(SECRET, 42, expires, sig, now, STAMP)
+    assert verify_image_access(SECRET, 42, expires, sig, datetime.fromtimestamp(now, UTC), STAMP)
 
 
 def test_signing_rejects_tampering() -> None:
     now = 1_700_000_000
     expires = now + 600
-    sig = sign_image_access(SECRET, 42, expires)
+    sig = sign_image_access(SECRET, 42, expires, STAMP)
     flipped = ("A" if sig[0] != "A" else "B") + sig[1:]
-    assert not verify_image_access(SECRET, 42, expires, flipped, now)
-    assert not verify_image_access(SECRET, 43, expires, sig, now)  # other id
-    assert not verify_image_access(SECRET, 42, expires + 3600, sig, now)  # extended expiry
-    assert not verify_image_access(SECRET + "x", 42, expires, sig, now)  # other secret
-    assert not verify_image_access(SECRET, 42, expires, "", now)
-    assert not verify_image_access(SECRET, 42, expires, sig + "é", now)
+    assert not verify_image_access(SECRET, 42, expires, flipped, now, STAMP)
+    assert not verify_image_access(SECRET, 43, expires, sig, now, STAMP)  # other id
+    assert not verify_image_access(SECRET, 42, expires + 3600, sig, now, STAMP)  # extended expiry
+    assert not verify_image_access(SECRET + "x", 42, expires, sig, now, STAMP)  # other secret
+    assert not verify_image_access(SECRET, 42, expires, "", now, STAMP)
+    assert not verify_image_access(SECRET, 42, expires, sig + "é", now, STAMP)
+    # The owner's password changed since: their credential stamp did too.
+    assert not verify_image_access(SECRET, 42, expires, sig, now, credential_stamp("other"))
 
 
 def test_signing_rejects_expired() -> None:
     expires = 1_700_000_000
-    sig = sign_image_access(SECRET, 42, expires)
-    assert verify_image_access(SECRET, 42, expires, sig, expires - 1)
-    assert not verify_image_access(SECRET, 42, expires, sig, expires)
-    assert not verify_image_access(SECRET, 42, expires, sig, expires + 1)
+    sig = sign_image_access(SECRET, 42, expires, STAMP)
+    assert verify_image_access(SECRET, 42, expires, sig, expires - 1, STAMP)
+    assert not verify_image_access(SECRET, 42, expires, sig, expires, STAMP)
+    assert not verify_image_access(SECRET, 42, expires, sig, expires + 1, STAMP)
 
 
 def test_signing_is_domain_separated() -> None:
@@ -342,12 +346,12 @@ def test_signing_is_domain_separated() -> None:
     expires = 1_700_000_000
     plain = hmac.new(SECRET.encode(), f"42:{expires}".encode(), hashlib.sha256).digest()
     plain_sig = base64.urlsafe_b64encode(plain).rstrip(b"=").decode()
-    assert sign_image_access(SECRET, 42, expires) != plain_sig
+    assert sign_image_access(SECRET, 42, expires, STAMP) != plain_sig
 
 
 def test_image_access_params() -> None:
-    params = image_access_params(SECRET, 7, 1_700_000_000, 900)
+    params = image_access_params(SECRET, 7, 1_700_000_000, 900, STAMP)
     assert params["expires"] == "1700000900"
     assert verify_image_access(
-        SECRET, 7, int(params["expires"]), params["signature"], 1_700_000_000
+        SECRET, 7, int(params["expires"]), params["signature"], 1_700_000_000, STAMP
     )

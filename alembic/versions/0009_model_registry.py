@@ -40,7 +40,8 @@ depends_on: str | Sequence[str] | None = None
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 ROLLUP = "model_metrics_daily"
-# The confidence bin of a probability: [0, 0.1) -> 0 ... [0.9, 1] -> 9 (app.repositories.model_versions.confidence_bin).
+# The confidence bin of a probability: [0, 0.1) -> 0 ... [0.9, 1] -> 9
+# (app.repositories.model_versions.confidence_bin).
 BIN_SQL = (
     "CASE "
     + " ".join(f"WHEN {{p}} < {k / 10:.1f} THEN {k - 1}" for k in range(1, 10))

@@ -244,8 +244,10 @@ async def get_auth_service(
     mailer: MailerDep,
     tasks: BackgroundTasks,
     client_ip: ClientIp,
+    sessions: SessionFactoryDep,
 ) -> AuthService:
-    return AuthService(session, settings, passwords, CodeMailer(mailer, tasks, settings), client_ip)
+    mail = CodeMailer(mailer, tasks, settings)
+    return AuthService(session, settings, passwords, mail, client_ip, sessions)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]

@@ -195,7 +195,7 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else "The body could not be parsed"
         problem = {"type": "body_unparsable", "loc": ["body"], "msg": detail}
         return error_response(422, ValidationFailed.code, [problem])
-    code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+    code = getattr(exc, "code", None) or _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
     return error_response(exc.status_code, code, detail, getattr(exc, "headers", None))
 

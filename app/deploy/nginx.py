@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from app.api.upload_limit import MULTIPART_OVERHEAD
+from app.api.body_limit import MULTIPART_OVERHEAD
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 

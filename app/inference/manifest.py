@@ -68,7 +68,12 @@ class ModelManifest(BaseModel):
         try:
             return cls.model_validate_json(raw)
         except ValidationError as exc:
-            raise ModelUnavailable(f"invalid model manifest {source}: {exc}") from exc
+            # Where and what, never the input: the file may be anything the caller named.
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'manifest'}: {error['msg']}"
+                for error in exc.errors(include_input=False, include_context=False)[:5]
+            )
+            raise ModelUnavailable(f"invalid model manifest {source}: {problems}") from None
 
 
 DEFAULT_MANIFEST = ModelManifest(

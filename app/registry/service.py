@@ -71,6 +71,7 @@ class RegistryService:
         return await self._register(weights, manifest, "upload", user)
 
     async def register_s3(self, source: str, user: User) -> ModelVersion:
+        source = allowed_source(self.settings, source)
         try:
             data, manifest = await fetch_s3_model(
                 self.settings, source, max_bytes=self.settings.model_max_upload_mb * 1024 * 1024
@@ -230,6 +231,23 @@ class RegistryService:
         shadow_groups = await self.repo.shadow_groups(version, start, end)
         shadow = shadow_metrics(shadow_groups) if shadow_groups else None
         return row, result, shadow, start, end
+
+
+def allowed_source(settings: Settings, source: str) -> str:
+    """`source` as s3://AWS_S3_BUCKET/MODEL_SOURCE_PREFIX..., normalised; anything else
+    is 422 INVALID_MODEL. The service's credentials reach more than model files (the
+    patients' images, other buckets): an admin request must not read whatever they reach."""
+    bucket, _, key = source.removeprefix("s3://").partition("/")
+    prefix = settings.model_source_prefix
+    allowed = f"s3://{settings.aws_s3_bucket}/{prefix}"
+    if not source.startswith("s3://") or not settings.aws_s3_bucket:
+        raise InvalidModel(f"the source must be an s3:// URL under {allowed}")
+    parts = key.split("/")
+    if bucket != settings.aws_s3_bucket or any(p in ("", ".", "..") for p in parts):
+        raise InvalidModel(f"the source must be a plain key under {allowed}")
+    if not key.startswith(prefix):
+        raise InvalidModel(f"the source must be under {allowed}")
+    return f"s3://{bucket}/{key}"
 
 
 def _busy() -> RegistryBusy:

@@ -13,16 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import ColumnElement, Integer, Select, case, delete, func, select
+from sqlalchemy import ColumnElement, Select, case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import QueryableAttribute
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.visitors import InternalTraversal
 
-from app.db.models import Prediction
+from app.db.models import Prediction, User
 from app.db.session import SessionFactory
 from app.repositories._util import rowcount
+from app.repositories.local_days import DaySpan, LocalDayIndex
 
 # (user_id, original_filename, id, patient_ref, created_at): see alembic 0004.
 SEARCH_INDEX = "ix_predictions_user_search"
@@ -66,80 +64,6 @@ class Totals:
 # --------------------------------------------------------------------------- SQL helpers
 
 
-@dataclass(frozen=True, slots=True)
-class DaySpan:
-    """Consecutive local days [start, end) (epoch seconds), the first of which is day
-    `first_index` of the series. `uniform`: every day in it lasts 86,400 s (no DST change),
-    so day = first_index + (t - start) DIV 86400; otherwise it is a single day."""
-
-    start: int
-    end: int
-    first_index: int
-    uniform: bool
-
-
-class LocalDayIndex(ColumnElement[int]):
-    """The index of the local day a naive-UTC DATETIME falls in, given the day spans:
-    CASE WHEN t < end_0 THEN ... WHEN t < end_1 THEN ... END over epoch seconds t, in
-    plain integer SQL on every dialect (no time-zone tables in the database).
-
-    t is TO_SECONDS(col) - TO_SECONDS('1970-01-01') on MySQL/MariaDB (calendar arithmetic;
-    UNIX_TIMESTAMP would apply the session time zone) and strftime('%s', col) on SQLite,
-    which reads the stored text as UTC. Rows must be limited to [spans[0].start,
-    spans[-1].end) by the WHERE clause, so t - start is never negative.
-    """
-
-    inherit_cache = True
-    type = Integer()
-    _traverse_internals = [  # noqa: RUF012 - SQLAlchemy's visitor protocol
-        ("column", InternalTraversal.dp_clauseelement),
-        ("spans", InternalTraversal.dp_plain_obj),
-    ]
-
-    def __init__(
-        self, column: ColumnElement[Any] | QueryableAttribute[Any], spans: Sequence[DaySpan]
-    ) -> None:
-        if not spans:
-            raise ValueError("at least one day span is needed")
-        self.column = column.expression if isinstance(column, QueryableAttribute) else column
-        self.spans = tuple(spans)
-
-
-# TO_SECONDS('1970-01-01 00:00:00')
-_MYSQL_EPOCH_SECONDS = 62167219200
-
-
-def _day_case(element: LocalDayIndex, seconds: str, div: str) -> str:
-    branches = []
-    for span in element.spans:
-        day = (
-            f"{int(span.first_index)} + ({seconds} - {int(span.start)}) {div} 86400"
-            if span.uniform
-            else str(int(span.first_index))
-        )
-        branches.append(f"WHEN {seconds} < {int(span.end)} THEN {day}")
-    return f"(CASE {' '.join(branches)} END)"
-
-
-@compiles(LocalDayIndex, "mysql")
-@compiles(LocalDayIndex, "mariadb")
-def _local_day_mysql(element: LocalDayIndex, compiler: SQLCompiler, **kw: Any) -> str:
-    column = compiler.process(element.column, **kw)
-    return _day_case(element, f"(TO_SECONDS({column}) - {_MYSQL_EPOCH_SECONDS})", "DIV")
-
-
-@compiles(LocalDayIndex, "sqlite")
-def _local_day_sqlite(element: LocalDayIndex, compiler: SQLCompiler, **kw: Any) -> str:
-    column = compiler.process(element.column, **kw)
-    return _day_case(element, f"CAST(strftime('%s', {column}) AS INTEGER)", "/")
-
-
-@compiles(LocalDayIndex)
-def _local_day_default(element: LocalDayIndex, compiler: SQLCompiler, **kw: Any) -> str:
-    column = compiler.process(element.column, **kw)  # PostgreSQL and friends
-    return _day_case(element, f"CAST(EXTRACT(EPOCH FROM {column}) AS BIGINT)", "/")
-
-
 def _range(start: datetime | None, end: datetime | None) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if start is not None:
@@ -167,6 +91,17 @@ class PredictionRepository:
         """Insert a new prediction row (the caller commits)."""
         self.session.add(row)
         await self.session.flush()
+
+    async def get_with_owner(self, prediction_id: int) -> tuple[Prediction, User] | None:
+        """The row and its owner's account (a signed URL is checked against the owner)."""
+        found = (
+            await self.session.execute(
+                select(Prediction, User)
+                .join(User, User.id == Prediction.user_id)
+                .where(Prediction.id == prediction_id)
+            )
+        ).first()
+        return None if found is None else (found[0], found[1])
 
     async def get_owned(self, prediction_id: int, user_id: int) -> Prediction | None:
         """The row when it exists and belongs to the user; None otherwise (no leak)."""

@@ -5,14 +5,36 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_serializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_serializer,
+)
+
+from app.kit.text import clean_display_name
 
 Locale = Literal["es", "en"]
 Role = Literal["doctor", "admin"]
 
+
+
+def _visible_name(value: str) -> str:
+    """One line of visible text: no control, bidi or zero-width characters (a name is
+    written into emails and logs)."""
+    cleaned = clean_display_name(value)
+    if not cleaned:
+        raise ValueError("the name has no visible characters")
+    return cleaned
+
+
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_visible_name),
     Field(description="Display name, 1-100 characters.", examples=["Dra. Ana Quispe"]),
 ]
 NewPassword = Annotated[

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import User
+from app.db.session import SessionFactory
 from app.errors import (
     AccountDisabled,
     AppError,
@@ -35,7 +36,7 @@ from app.errors import (
     RateLimited,
     WrongCurrentPassword,
 )
-from app.kit.text import normalize_email
+from app.kit.text import clean_display_name, normalize_email
 from app.mail import CodePurpose
 from app.mail.render import DEFAULT_LOCALE
 from app.repositories import UserRepository
@@ -68,8 +69,13 @@ class AuthService:
         passwords: Passwords,
         mail: CodeMailer,
         client_ip: str,
+        sessions: SessionFactory,
     ) -> None:
+        """`sessions` opens the session of the work done after the answer is sent (the
+        codes of /auth/verify/resend and /auth/password/forgot)."""
         self.db = session
+        self.settings = settings
+        self.db_sessions = sessions
         self.passwords = passwords
         self.mail = mail
         self.ip = client_ip
@@ -86,7 +92,7 @@ class AuthService:
     # ------------------------------------------------------------------ registration
 
     async def register(self, data: Registration) -> User:
-        """New account, or a fresh start for a pending (unverified) one; sends a code."""
+        """New account, or a new code for a pending (unverified) one; sends the code."""
         email = normalize_email(data.email)
         # A request the mail limits refuse must not cost an Argon2 hash first. Checked
         # again (and counted) in _register; the read transaction ends before hashing.
@@ -109,11 +115,15 @@ class AuthService:
         if user is not None and user.is_verified:
             await self.db.commit()
             raise EmailTaken()
-        locale = data.locale or DEFAULT_LOCALE
         if user is None:
             user = User(email=email, role="doctor", is_verified=False)
-        user.name, user.password_hash, user.locale = data.name, password_hash, locale
-        await self.users.add(user)
+            user.name, user.password_hash = data.name, password_hash
+            user.locale = data.locale or DEFAULT_LOCALE
+            await self.users.add(user)
+        # A pending account keeps its first password and name: a repeat registration only
+        # sends a new code (the same answer, so it tells nobody the address is pending).
+        # Replacing them let anyone who knew the address take the account over once its
+        # owner verified it. The password was hashed anyway: the same work either way.
         code = await self.codes.issue(user, "verify", now)
         await self.db.commit()
         log.info("registration pending verification for user %s", user.id)
@@ -261,17 +271,24 @@ class AuthService:
         self, email: str, purpose: CodePurpose, eligible: Callable[[User], bool]
     ) -> None:
         """Counts against the mail limits whether or not the address has an (eligible)
-        account, and answers the same either way (no enumeration)."""
+        account, and answers the same either way (no enumeration). The account is looked
+        up only after the answer is sent (`_issue_code`): the request does the same work
+        for a known and an unknown address, so its timing tells nothing either."""
         email = normalize_email(email)
-        now = utcnow()
-        await self.limiter.consume(self._mail_limits(email), now)
-        user = await self.users.get_by_email(email)
-        if user is None or not eligible(user):
-            await self.db.commit()
-            return
-        code = await self.codes.issue(user, purpose, now)
+        await self.limiter.consume(self._mail_limits(email), utcnow())
         await self.db.commit()
-        self.mail.send_code(user, purpose, code)
+        self.mail.after_response(self._issue_code, email, purpose, eligible)
+
+    async def _issue_code(
+        self, email: str, purpose: CodePurpose, eligible: Callable[[User], bool]
+    ) -> None:
+        async with self.db_sessions() as db:
+            user = await UserRepository(db).get_by_email(email)
+            if user is None or not eligible(user):
+                return
+            code = await OneTimeCodes(db, self.settings).issue(user, purpose, utcnow())
+            await db.commit()
+        await self.mail.deliver_code(user, purpose, code)
 
     async def _redeem_code(
         self, email: str, purpose: CodePurpose, code: str, now: datetime
@@ -302,7 +319,8 @@ async def create_admin(
     password_hash = await passwords.hash(password)
     if user is None:
         user = User(email=email)
-    user.name, user.password_hash, user.locale = name, password_hash, user.locale or DEFAULT_LOCALE
+    user.name, user.password_hash = clean_display_name(name), password_hash
+    user.locale = user.locale or DEFAULT_LOCALE
     user.role, user.is_verified = "admin", True
     await users.add(user)
     await session.commit()

@@ -77,7 +77,7 @@ class HistoryService:
         self, row: PredictionRow, user: User, base_url: str, now: datetime
     ) -> Prediction:
         return await prediction_detail(
-            row, self.storage, self.settings, self.manifest, user.locale, base_url, now=now
+            row, user, self.storage, self.settings, self.manifest, base_url, now=now
         )
 
     async def page(self, user: User, query: HistoryQuery) -> PredictionPage:

@@ -38,6 +38,7 @@ from app.storage import (
     ImageNotFound,
     ImageStore,
     InvalidImageKey,
+    credential_stamp,
     image_access_params,
     verify_image_access,
 )
@@ -50,6 +51,7 @@ def local_image_path(settings: Settings, prediction_id: int) -> str:
 
 async def image_url_for(
     row: PredictionRow,
+    owner: User,
     storage: ImageStore,
     settings: Settings,
     base_url: str,
@@ -67,7 +69,9 @@ async def image_url_for(
     if presigned is not None:
         # Whole seconds, like the X-Amz-Expires the URL carries.
         return presigned, current.replace(microsecond=0) + timedelta(seconds=ttl)
-    params = image_access_params(settings.jwt_secret_key.get_secret_value(), row.id, current, ttl)
+    secret = settings.jwt_secret_key.get_secret_value()
+    stamp = credential_stamp(owner.password_hash)
+    params = image_access_params(secret, row.id, current, ttl, stamp)
     expires_at = datetime.fromtimestamp(int(params["expires"]), UTC)
     url = f"{base_url.rstrip('/')}{local_image_path(settings, row.id)}?{urlencode(params)}"
     return url, expires_at
@@ -75,17 +79,18 @@ async def image_url_for(
 
 async def prediction_detail(
     row: PredictionRow,
+    owner: User,
     storage: ImageStore,
     settings: Settings,
     manifest: ModelManifest,
-    locale: str,
     base_url: str,
     *,
     now: datetime | None = None,
 ) -> Prediction:
-    """The Prediction resource for a row: labels in `locale` and a fresh image URL."""
-    url, expires_at = await image_url_for(row, storage, settings, base_url, now=now)
-    return detail_from_row(row, label_lookup(manifest, locale), url, expires_at)
+    """The Prediction resource for the owner's row: labels in the owner's language and a
+    fresh image URL signed for them."""
+    url, expires_at = await image_url_for(row, owner, storage, settings, base_url, now=now)
+    return detail_from_row(row, label_lookup(manifest, owner.locale), url, expires_at)
 
 
 # --------------------------------------------------------------------------- serving
@@ -137,9 +142,8 @@ class PredictionImages:
         max_age = ttl
         via = "signed_url"
         if expires is not None and signature is not None:
-            secret = self.settings.jwt_secret_key.get_secret_value()
-            if verify_image_access(secret, prediction_id, expires, signature, now):
-                row = await self.repo.get(prediction_id)
+            row = await self._signed(prediction_id, expires, signature, now)
+            if row is not None:
                 max_age = max(0, min(ttl, int(expires - now.timestamp())))
         if row is None and user is not None:
             row = await self.repo.get_owned(prediction_id, user.id)
@@ -155,6 +159,23 @@ class PredictionImages:
             new={"via": via},
         )
         return result
+
+    async def _signed(
+        self, prediction_id: int, expires: int, signature: str, now: datetime
+    ) -> PredictionRow | None:
+        """The row a signed URL names, when the signature holds for its owner as they are
+        now: a password change or reset since, or a disabled owner, ends the URL."""
+        found = await self.repo.get_with_owner(prediction_id)
+        if found is None:
+            return None
+        row, owner = found
+        secret = self.settings.jwt_secret_key.get_secret_value()
+        stamp = credential_stamp(owner.password_hash)
+        if not owner.is_active or not verify_image_access(
+            secret, prediction_id, expires, signature, now, stamp
+        ):
+            return None
+        return row
 
     async def _image_of(
         self, row: PredictionRow, ttl: int, max_age: int, preview: bool

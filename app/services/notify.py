@@ -7,6 +7,8 @@ id, never the code) and the user can ask again (/auth/verify/resend, /password/f
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.background import BackgroundTasks
 
@@ -24,7 +26,19 @@ class CodeMailer:
         self._ttl_minutes = settings.code_ttl_minutes
 
     def send_code(self, user: User, purpose: CodePurpose, code: str) -> None:
-        message = render_code_mail(
+        """Queue the code email; it is sent after the response."""
+        self._tasks.add_task(self._deliver, self._message(user, purpose, code), user.id, purpose)
+
+    async def deliver_code(self, user: User, purpose: CodePurpose, code: str) -> None:
+        """Send the code email now (from work that already runs after the response)."""
+        await self._deliver(self._message(user, purpose, code), user.id, purpose)
+
+    def after_response(self, work: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run `work(*args)` after the response is sent, like the emails."""
+        self._tasks.add_task(work, *args)
+
+    def _message(self, user: User, purpose: CodePurpose, code: str) -> MailMessage:
+        return render_code_mail(
             to=user.email,
             name=user.name,
             locale=user.locale,
@@ -32,7 +46,6 @@ class CodeMailer:
             code=code,
             ttl_minutes=self._ttl_minutes,
         )
-        self._tasks.add_task(self._deliver, message, user.id, purpose)
 
     async def _deliver(self, message: MailMessage, user_id: int, purpose: str) -> None:
         try:

@@ -111,7 +111,7 @@ class PredictionService:
             after_commit=model.after_commit,
         )
         return await prediction_detail(
-            row, self.storage, self.settings, model.classifier.manifest, user.locale, base_url
+            row, user, self.storage, self.settings, model.classifier.manifest, base_url
         )
 
 

@@ -32,7 +32,8 @@ from app.db.models import User
 from app.db.session import SessionFactory
 from app.inference.manifest import ModelManifest
 from app.kit.time import local_midnight, zone
-from app.repositories.predictions import DaySpan, PredictionRepository, Totals, in_own_session
+from app.repositories.local_days import DaySpan
+from app.repositories.predictions import PredictionRepository, Totals, in_own_session
 from app.schemas.home import (
     MAX_DAILY_DAYS,
     ConfusionCell,

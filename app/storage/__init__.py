@@ -24,7 +24,12 @@ from app.storage.base import (
 )
 from app.storage.local import LocalImageStore
 from app.storage.s3 import S3ImageStore
-from app.storage.signing import image_access_params, sign_image_access, verify_image_access
+from app.storage.signing import (
+    credential_stamp,
+    image_access_params,
+    sign_image_access,
+    verify_image_access,
+)
 
 __all__ = [
     "CONTENT_TYPES",
@@ -37,6 +42,7 @@ __all__ = [
     "StoredImage",
     "build_image_store",
     "content_type_for_key",
+    "credential_stamp",
     "heatmap_key",
     "image_access_params",
     "model_key",

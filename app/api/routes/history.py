@@ -191,7 +191,7 @@ async def heatmap(
     ] = None,
 ) -> Response:
     png = await images.heatmap(row, user, class_code, classifier)
-    headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
+    headers = {"Cache-Control": "private, no-store"}  # patient data: kept in no cache
     return Response(content=png, media_type="image/png", headers=headers)
 
 
