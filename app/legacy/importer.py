@@ -128,7 +128,7 @@ async def import_legacy(
             if not options.dry_run:
                 store = await build_image_store(settings)
                 stack.push_async_callback(store.aclose)
-            run = _Run(settings, options, report, source, make_sessionmaker(target), s3, store)
+            run = LegacyImportJob(settings, options, report, source, make_sessionmaker(target), s3, store)
             await run.execute(progress or NoProgress())
     except ImportAborted as exc:
         report.aborted = str(exc)
@@ -147,7 +147,11 @@ class _Mapped:
     values: dict[str, Any]
 
 
-class _Run:
+class LegacyImportJob:
+    """One run of `ocupredict import-legacy`: the source and target connections, the
+    options and the report it fills, and the steps (accounts, then predictions in
+    batches, each resumable) that move the earlier back-end's data in."""
+
     def __init__(
         self,
         settings: Settings,
