@@ -128,8 +128,9 @@ async def import_legacy(
             if not options.dry_run:
                 store = await build_image_store(settings)
                 stack.push_async_callback(store.aclose)
-            run = LegacyImportJob(settings, options, report, source, make_sessionmaker(target), s3, store)
-            await run.execute(progress or NoProgress())
+            sessions = make_sessionmaker(target)
+            job = LegacyImportJob(settings, options, report, source, sessions, s3, store)
+            await job.execute(progress or NoProgress())
     except ImportAborted as exc:
         report.aborted = str(exc)
     finally:
