@@ -11,6 +11,7 @@ Settings and .env.example, selectors against pod labels.
 from __future__ import annotations
 
 import copy
+import os
 import re
 import secrets
 import shutil
@@ -396,6 +397,27 @@ def test_the_grace_period_outlasts_the_pause_and_the_drain(
     assert pause >= 5  # the ingress controller needs a moment to drop the endpoint
     drain = float(config_data(objects)["SHUTDOWN_TIMEOUT_SECONDS"])
     assert spec["terminationGracePeriodSeconds"] >= pause + drain + LIFESPAN_CLOSE_SECONDS
+
+
+def test_serve_bounds_its_drain_and_logs_through_the_app(
+    monkeypatch: pytest.MonkeyPatch, clean_settings_env: None
+) -> None:
+    """What the grace period counts on: `ocupredict serve` (the API pods' command) gives
+    uvicorn SHUTDOWN_TIMEOUT_SECONDS for open requests, and leaves logging to the app (one
+    JSON access line per request, no second text line from uvicorn)."""
+    import uvicorn
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setenv("WEB_WORKERS", "3")  # cmd_serve sets it: restored after the test
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs, app=app))
+    args = cli.build_parser().parse_args(["serve", "--port", "8080", "--workers", "1"])
+    settings = Settings(_env_file=None, shutdown_timeout_seconds=42)
+    assert cli.cmd_serve(settings, args) == 0
+    assert seen["app"] == "app.main:create_app" and seen["factory"] is True
+    assert seen["timeout_graceful_shutdown"] == 42
+    assert seen["access_log"] is False and seen["log_config"] is None
+    assert seen["workers"] == 1 and seen["port"] == 8080
+    assert os.environ["WEB_WORKERS"] == "1"  # the process's own count, for its threads
 
 
 # --------------------------------------------------------------------------- settings
