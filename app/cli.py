@@ -44,6 +44,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         port=args.port,
         workers=workers,
         proxy_headers=False,  # client IPs come from TRUSTED_PROXIES handling in the app
+        # As app/deploy/worker.py: the app logs one access line per request, and uvicorn's
+        # own lines go to the app's handler (JSON in production, e.g. on Kubernetes).
+        access_log=False,
+        log_config=None,
         log_level=settings.log_level.lower(),
         timeout_keep_alive=settings.keep_alive_seconds,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
