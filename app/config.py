@@ -115,6 +115,10 @@ class Settings(BaseSettings):
 
     # Uploads
     max_upload_mb: int = Field(15, ge=1, le=200)
+    # A repeated Idempotency-Key on POST /predict returns the first prediction this long.
+    idempotency_ttl_hours: int = Field(24, ge=1, le=24 * 30)
+    # A repeat racing the first request waits at most this long for its result.
+    idempotency_wait_seconds: float = Field(30.0, ge=0.1, le=600)
     # Every other request body (JSON, forms) may be at most this large.
     max_body_kb: int = Field(1024, ge=16, le=65536)
     max_image_pixels: int = Field(50_000_000, ge=64 * 64)

@@ -143,6 +143,14 @@ class ModelVersionGone(KnownError):
     )
 
 
+class IdempotencyKeyInUse(KnownError):
+    """The first request with this key is still at work after the wait; retry later."""
+
+    status_code = 409
+    code = "IDEMPOTENCY_KEY_IN_USE"
+    message = "A request with this Idempotency-Key is still being processed; retry shortly."
+
+
 class LastAdmin(KnownError):
     status_code = 409
     code = "LAST_ADMIN"
@@ -215,6 +223,14 @@ class InvalidImage(KnownError):
     status_code = 422
     code = "INVALID_IMAGE"
     message = "The file is not a readable image."
+
+
+class IdempotencyKeyReused(KnownError):
+    """The Idempotency-Key was used by this user for a different upload."""
+
+    status_code = 422
+    code = "IDEMPOTENCY_KEY_REUSED"
+    message = "This Idempotency-Key was used for a different file; use a new key."
 
 
 class InvalidCorrectClass(KnownError):

@@ -275,6 +275,35 @@ async def test_audit_and_rate_limit_name_the_client_nginx_vouches_for(
     assert ip_bucket("203.0.113.77") not in buckets and ip_bucket("unknown") not in buckets
 
 
+async def test_racing_retries_on_two_processes_make_one_prediction(
+    stack: NginxStack, mailbox: Mailbox, db_engine: AsyncEngine, images_dir: Path
+) -> None:
+    """The same Idempotency-Key sent at once to both processes (nginx balances them):
+    one record, one stored object, one id; the others are replays."""
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as client:
+        token = await doctor_token(client, mailbox, "retry@example.com")
+        before = stored_objects(images_dir)
+        data = unique_jpeg(4242)
+
+        async def send() -> httpx.Response:
+            return await client.post(
+                f"{API}/predict",
+                files={"file": ("eye.jpg", data, "image/jpeg")},
+                headers={**bearer(token), "Idempotency-Key": "clinic-retry-1"},
+            )
+
+        responses = await asyncio.gather(*(send() for _ in range(6)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 200, 200, 200, 200, 201], [r.text for r in responses]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert len(stored_objects(images_dir) - before) == 1
+    async with db_engine.connect() as conn:
+        same = await conn.execute(
+            select(Prediction.id).where(Prediction.sha256 == hashlib.sha256(data).hexdigest())
+        )
+        assert len(same.all()) == 1
+
+
 async def test_metrics_sum_both_processes_after_a_flow(stack: NginxStack, mailbox: Mailbox) -> None:
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as client:
         before = (await client.get("/metrics")).text

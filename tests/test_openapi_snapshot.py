@@ -142,11 +142,16 @@ def test_login_documents_its_six_codes(schema: dict[str, Any]) -> None:
     assert codes == {
         "401": ["INVALID_CREDENTIALS"],
         "403": ["ACCOUNT_DISABLED", "EMAIL_NOT_VERIFIED"],
+        "413": ["PAYLOAD_TOO_LARGE"],
         "422": ["VALIDATION_ERROR"],
         "429": ["RATE_LIMITED"],
     }
     predict = schema["paths"]["/api/v1/predict"]["post"]["responses"]
-    assert _error_codes(schema, predict["422"]) == ["INVALID_IMAGE", "VALIDATION_ERROR"]
+    assert _error_codes(schema, predict["422"]) == [
+        "IDEMPOTENCY_KEY_REUSED",
+        "INVALID_IMAGE",
+        "VALIDATION_ERROR",
+    ]
     assert _error_codes(schema, predict["503"]) == [
         "DATABASE_UNAVAILABLE",
         "MODEL_UNAVAILABLE",

@@ -44,6 +44,7 @@ async def test_re_registering_a_pending_email_cannot_take_the_account_over(
     assert (await register(client, email, PASSWORD, name="Victim")).status_code == 201
     attacker = await register(client, email, "attacker-password-2", name="Mallory")
     assert attacker.status_code == 201  # the same answer: nothing tells the address is pending
+    assert attacker.json()["name"] == "Mallory"  # nor whose it is
     code = await next_code(mailbox, email, 2)  # the victim uses the newest code in the inbox
     verified = await client.post(f"{AUTH}/verify", json={"email": email, "code": code})
     assert verified.status_code == 200, verified.text

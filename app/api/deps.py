@@ -37,6 +37,7 @@ from app.services.audit_trail import AuditTrail
 from app.services.audit_views import ViewLog
 from app.services.auth import AuthService
 from app.services.history import HistoryService
+from app.services.idempotency import IdempotentUploads
 from app.services.images import PredictionImages
 from app.services.notify import CodeMailer
 from app.services.prediction import PredictionService, ServingModel
@@ -254,9 +255,9 @@ AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
 async def get_prediction_service(
-    session: SessionDep, storage: StorageDep, settings: SettingsDep
+    session: SessionDep, storage: StorageDep, settings: SettingsDep, sessions: SessionFactoryDep
 ) -> PredictionService:
-    return PredictionService(session, storage, settings)
+    return PredictionService(session, storage, settings, IdempotentUploads(sessions, settings))
 
 
 PredictionServiceDep = Annotated[PredictionService, Depends(get_prediction_service)]

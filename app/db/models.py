@@ -90,6 +90,28 @@ class RateLimitHit(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key on POST /predict: its first request claims it (the
+    unique index decides between racing requests, on any node), the prediction it made
+    is recorded with it, and a repeat within IDEMPOTENCY_TTL_HOURS gets that one back."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        Index("ux_idempotency_keys_user_key", "user_id", "key_hash", unique=True),
+        Index("ix_idempotency_keys_expires", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the key
+    request_sha256: Mapped[str] = mapped_column(String(64))  # the file and its form fields
+    prediction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("predictions.id", ondelete="CASCADE"), nullable=True
+    )  # NULL while the first request is still at work
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Prediction(Base):
     __tablename__ = "predictions"
     # History and dashboard indexes: why each exists is in alembic 0004_history_indexes.

@@ -115,20 +115,33 @@ class AuthService:
         if user is not None and user.is_verified:
             await self.db.commit()
             raise EmailTaken()
+        pending = user is not None
         if user is None:
             user = User(email=email, role="doctor", is_verified=False)
             user.name, user.password_hash = data.name, password_hash
             user.locale = data.locale or DEFAULT_LOCALE
             await self.users.add(user)
         # A pending account keeps its first password and name: a repeat registration only
-        # sends a new code (the same answer, so it tells nobody the address is pending).
-        # Replacing them let anyone who knew the address take the account over once its
-        # owner verified it. The password was hashed anyway: the same work either way.
+        # sends a new code. Replacing them let anyone who knew the address take the
+        # account over once its owner verified it. The password was hashed anyway (the
+        # same work either way), and the answer echoes what was sent, as for a new
+        # account: it tells nobody the address is pending, nor whose it is.
+        answer = user
+        if pending:
+            answer = User(
+                id=user.id,
+                email=email,
+                name=data.name,
+                locale=data.locale or DEFAULT_LOCALE,
+                role=user.role,
+                is_verified=False,
+                created_at=user.created_at,
+            )
         code = await self.codes.issue(user, "verify", now)
         await self.db.commit()
         log.info("registration pending verification for user %s", user.id)
         self.mail.send_code(user, "verify", code)
-        return user
+        return answer
 
     async def verify(self, email: str, code: str) -> IssuedTokens:
         now = utcnow()

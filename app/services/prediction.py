@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,8 +25,10 @@ from app.errors import AppError, FileTooLarge, InvalidImage, ModelUnavailableErr
 from app.inference import Classifier, DecodedImage, ImageRejected, ModelUnavailable, decode_upload
 from app.inference.arrays import FloatArray
 from app.kit.text import clean_filename
+from app.repositories.idempotency import IdempotencyRepository
 from app.repositories.predictions import PredictionRepository
 from app.schemas.prediction import Prediction as PredictionOut
+from app.services.idempotency import IdempotentUploads, request_fingerprint
 from app.services.images import prediction_detail
 from app.storage import ImageStore, new_image_key
 
@@ -92,24 +94,63 @@ class ServingModel:
 
 
 class PredictionService:
-    def __init__(self, session: AsyncSession, storage: ImageStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        storage: ImageStore,
+        settings: Settings,
+        idempotency: IdempotentUploads,
+    ) -> None:
         self.session = session
         self.storage = storage
         self.settings = settings
+        self.idempotency = idempotency
 
     async def create(
-        self, upload: Upload, user: User, model: ServingModel, base_url: str
-    ) -> PredictionOut:
-        """Validate, classify, store the image, then the row; the Prediction resource."""
-        row = await create_prediction(
+        self,
+        upload: Upload,
+        user: User,
+        model: ServingModel,
+        base_url: str,
+        idempotency_key: str | None = None,
+    ) -> tuple[PredictionOut, bool]:
+        """Validate, classify, store the image, then the row: (the Prediction resource,
+        whether it is an earlier request's, replayed for the same Idempotency-Key)."""
+        if idempotency_key is None:
+            row = await self._create(upload, user, model)
+            return await self._detail(row, user, model, base_url), False
+        fingerprint = request_fingerprint(upload.data, upload.patient_ref, upload.eye)
+        claimed = await self.idempotency.claim(user.id, idempotency_key, fingerprint)
+        if isinstance(claimed, Prediction):
+            return await self._detail(claimed, user, model, base_url), True
+        try:
+            row = await self._create(upload, user, model, claim_id=claimed)
+        except BaseException:
+            await self.idempotency.release(claimed)
+            raise
+        return await self._detail(row, user, model, base_url), False
+
+    async def _create(
+        self, upload: Upload, user: User, model: ServingModel, claim_id: int | None = None
+    ) -> Prediction:
+        async def link(row: Prediction) -> None:
+            if claim_id is not None:  # in the row's transaction: both or neither
+                await IdempotencyRepository(self.session).link(claim_id, row.id)
+
+        return await create_prediction(
             upload,
             user=user,
             session=self.session,
             storage=self.storage,
             classifier=model.classifier,
             settings=self.settings,
+            before_commit=link,
             after_commit=model.after_commit,
         )
+
+    async def _detail(
+        self, row: Prediction, user: User, model: ServingModel, base_url: str
+    ) -> PredictionOut:
         return await prediction_detail(
             row, user, self.storage, self.settings, model.classifier.manifest, base_url
         )
@@ -123,9 +164,11 @@ async def create_prediction(
     storage: ImageStore,
     classifier: Classifier,
     settings: Settings,
+    before_commit: Callable[[Prediction], Awaitable[None]] | None = None,
     after_commit: AfterCommit | None = None,
 ) -> Prediction:
-    """The stored row of a classified upload (PredictionService.create's steps)."""
+    """The stored row of a classified upload (PredictionService.create's steps);
+    `before_commit(row)` writes in the row's transaction."""
     if not upload.data:
         raise InvalidImage("The file is empty.")
     if len(upload.data) > settings.max_upload_bytes:
@@ -189,6 +232,8 @@ async def create_prediction(
     )
     try:
         await PredictionRepository(session).add(row)
+        if before_commit is not None:
+            await before_commit(row)
         await session.commit()
     except Exception:
         # An orphan object is tolerable; a row pointing at nothing is not, so only a

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Header, UploadFile, status
+from fastapi.responses import JSONResponse
 
 from app.api.deps import (
     BaseUrl,
@@ -18,6 +19,8 @@ from app.api.errors import error_responses
 from app.errors import (
     DatabaseUnavailable,
     FileTooLarge,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
     InvalidImage,
     ModelUnavailableError,
     NotAuthenticated,
@@ -37,18 +40,33 @@ router = APIRouter(prefix="/predict", tags=["predict"])
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=Prediction,
-    responses=error_responses(
-        NotAuthenticated,
-        FileTooLarge,
-        UnsupportedMediaType,
-        UnsupportedDicom,
-        InvalidImage,
-        ValidationFailed,
-        ModelUnavailableError,
-        StorageUnavailableError,
-        DatabaseUnavailable,
-        ShuttingDown,
-    ),
+    responses={
+        200: {
+            "model": Prediction,
+            "description": "A repeat of an earlier request with the same Idempotency-Key: "
+            "its prediction, with the header Idempotent-Replayed: true",
+            "headers": {
+                "Idempotent-Replayed": {
+                    "description": "true: this is the earlier request's prediction",
+                    "schema": {"type": "string", "enum": ["true"]},
+                }
+            },
+        },
+        **error_responses(
+            NotAuthenticated,
+            FileTooLarge,
+            UnsupportedMediaType,
+            UnsupportedDicom,
+            InvalidImage,
+            ValidationFailed,
+            IdempotencyKeyReused,
+            IdempotencyKeyInUse,
+            ModelUnavailableError,
+            StorageUnavailableError,
+            DatabaseUnavailable,
+            ShuttingDown,
+        ),
+    },
     dependencies=[Depends(upload_slot)],
     summary="Classify an eye photograph",
     description=(
@@ -65,7 +83,13 @@ router = APIRouter(prefix="/predict", tags=["predict"])
         "DICOM that is not such a photograph: other SOP class, transfer syntax, no pixel "
         "data), 422 INVALID_IMAGE (also a truncated or oversized DICOM), "
         "503 MODEL_UNAVAILABLE, STORAGE_UNAVAILABLE, DATABASE_UNAVAILABLE or SHUTTING_DOWN "
-        "(the process is draining; nothing was stored)."
+        "(the process is draining; nothing was stored). "
+        "Idempotency-Key (1-255 visible ASCII characters, e.g. a UUID): a retry with the "
+        "same key and the same file within IDEMPOTENCY_TTL_HOURS (24) returns the first "
+        "prediction (200, Idempotent-Replayed: true; no second record or image), even when "
+        "the two requests race; the same key with another file is 422 "
+        "IDEMPOTENCY_KEY_REUSED; 409 IDEMPOTENCY_KEY_IN_USE if the first is still at work "
+        "after IDEMPOTENCY_WAIT_SECONDS. Keys are per user."
     ),
 )
 async def create(
@@ -80,7 +104,17 @@ async def create(
         Form(max_length=64, description="The clinic's reference for the patient (no PHI)"),
     ] = None,
     eye: Annotated[Literal["left", "right", "unknown"], Form()] = "unknown",
-) -> Prediction:
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="Makes a retry safe: the same key returns the first prediction",
+        ),
+    ] = None,
+) -> Any:
     data = await file.read(settings.max_upload_bytes + 1)
     upload = Upload(
         data=data,
@@ -88,4 +122,11 @@ async def create(
         patient_ref=(patient_ref or "").strip() or None,
         eye=eye,
     )
-    return await service.create(upload, user, model, base_url)
+    prediction, replayed = await service.create(upload, user, model, base_url, idempotency_key)
+    if replayed:
+        return JSONResponse(
+            prediction.model_dump(mode="json"),
+            status_code=status.HTTP_200_OK,
+            headers={"Idempotent-Replayed": "true"},
+        )
+    return prediction
