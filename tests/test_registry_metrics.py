@@ -12,7 +12,7 @@ import pytest
 from app.db.models import ModelVersion
 from app.inference.manifest import DEFAULT_MANIFEST
 from app.registry.metrics import Group, compute, confidence_bin, wilson_interval
-from tests.factories import Doctor, add_prediction, app_of, make_doctor
+from tests.support.factories import Doctor, add_prediction, app_of, make_doctor
 
 VERSION = "aaaaaaaaaaaa"
 OTHER = "bbbbbbbbbbbb"
