@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db.models import Prediction
 from tests.support.factories import Doctor, make_doctor
 from tests.support.harness import ClientFactory
 from tests.support.images import bilevel_png, encode, jpeg, synthetic_photo
@@ -39,7 +41,7 @@ async def test_predict_returns_the_prediction_and_a_usable_image_url(
         "width": 640,
         "height": 480,
         "size_bytes": len(data),
-        "sha256": body["image"]["sha256"],
+        "sha256": hashlib.sha256(data).hexdigest(),  # of the bytes sent
         "frames": None,  # DICOM only
     }
     codes = [p["class_code"] for p in body["probabilities"]]
@@ -56,6 +58,9 @@ async def test_predict_returns_the_prediction_and_a_usable_image_url(
     assert image.status_code == 200
     assert image.content == data and image.headers["content-type"] == "image/jpeg"
     assert await count_rows(db_engine) == 1
+    async with db_engine.connect() as conn:
+        stored = (await conn.execute(select(Prediction.sha256))).scalar_one()
+    assert stored == hashlib.sha256(data).hexdigest()
 
 
 async def test_png_upload_and_exif_orientation(client: httpx.AsyncClient, doctor: Doctor) -> None:
