@@ -238,13 +238,17 @@ async def test_activate_swaps_under_load_then_rolls_back(
             r = await post_image(registry_client, doctor.headers, image)
             seen.append((r.status_code, r.json().get("model", {}).get("version"), after))
 
+    def answered(after: bool) -> int:
+        return sum(sent_after == after for _, _, sent_after in seen)
+
     workers = [asyncio.create_task(load()) for _ in range(8)]
-    await asyncio.sleep(0.3)
+    # Load before the swap (8 answers), the swap under load, then 8 answers sent after it.
+    await poll_until(lambda: answered(False) >= 8, what="answers before the activation")
     activated = await registry_client.post(
         f"{MODELS}/{new}/activate", headers=registry_admin.headers
     )
     activated_flag.set()
-    await asyncio.sleep(0.5)
+    await poll_until(lambda: answered(True) >= 8, what="answers after the activation")
     stop.set()
     await asyncio.gather(*workers)
 
@@ -431,7 +435,9 @@ async def test_shadow_at_100_percent_records_every_upload_apart(
         before = (await conn.execute(select(func.count()).select_from(ShadowPrediction))).scalar()
     r = await post_image(registry_client, doctor.headers, jpeg())
     assert r.status_code == 201
-    await asyncio.sleep(0.3)
+    # A sampled upload would have spawned its shadow run by now (the response's background
+    # task, which the test client awaits): let every such run finish before counting.
+    await poll_until(lambda: not holder._tasks, what="shadow runs finished")
     async with db_engine.connect() as conn:
         after = (await conn.execute(select(func.count()).select_from(ShadowPrediction))).scalar()
     assert after == before
