@@ -320,7 +320,8 @@ async def test_sigterm_with_50_uploads_in_flight_loses_nothing(
         images = [unique_jpeg(5000 + i, 512) for i in range(50)]
 
         tasks = [asyncio.create_task(post_image(client, bearer(token), data)) for data in images]
-        await asyncio.sleep(0.3)  # the uploads are on their way, some already answered
+        # The uploads are on their way: SIGTERM once the first has been answered.
+        await asyncio.wait(tasks, timeout=120, return_when=asyncio.FIRST_COMPLETED)
         assert stack.proc is not None
         stack.proc.send_signal(signal.SIGTERM)
         # The supervisor forwards SIGTERM to the workers: poll each one's readiness until
