@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from alembic import command
 from app.config import Settings
 from app.legacy.importer import ImportOptions, import_legacy
-from tests import legacy_source
+from tests.support import legacy as legacy_source
 
 KEY = "bench"
 

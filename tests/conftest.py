@@ -7,23 +7,20 @@
 - `client`: httpx.AsyncClient over ASGITransport with the app's lifespan running; the
   app is built once per run. `make_client(**overrides)` builds one with other settings.
 - Every test starts with empty tables (truncation after each test).
-- Every error response a test client receives is recorded (tests/error_codes.py) and
-  checked against the schema by tests/test_error_codes.py, which runs last.
+- Every error response a test client receives is recorded (tests/support/error_codes.py)
+  and checked against the schema by tests/test_error_codes.py, which runs last.
+
+Only fixtures and hooks live here; the helpers tests import come from tests/support/ (no
+test module imports another test module, nor this one: tests/test_test_hygiene.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager
 from datetime import datetime
-from email import message_from_bytes
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +29,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from alembic.config import Config
 from asgi_lifespan import LifespanManager
-from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -41,17 +37,18 @@ from alembic import command
 from app.config import Settings
 from app.db.base import Base
 from app.main import create_app
-from tests.error_codes import ErrorRecorder
-
-ROOT = Path(__file__).resolve().parent.parent
-TEST_JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
+from tests.support.error_codes import ErrorRecorder
+from tests.support.factories import Doctor, app_of, make_doctor
+from tests.support.harness import (
+    ROOT,
+    S3_TEST_KEY,
+    S3_TEST_REGION,
+    TEST_JWT_SECRET,
+    ClientFactory,
+    free_port,
+    in_own_thread,
+)
+from tests.support.mail import Mailbox
 
 # --------------------------------------------------------------------------- database
 
@@ -76,12 +73,6 @@ async def _recreate_mysql_database(url: str) -> None:
             )
     finally:
         await server.dispose()
-
-
-def in_own_thread(fn: Callable[[], Any]) -> Any:
-    """Run `fn` in a thread: Alembic's env.py calls asyncio.run, which refuses to nest."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(fn).result()
 
 
 @pytest.fixture(scope="session")
@@ -131,22 +122,6 @@ def s3_endpoint() -> Iterator[str]:
     server.stop()
 
 
-S3_TEST_REGION = "us-east-1"
-S3_TEST_KEY = "testing"  # moto accepts any credentials
-
-
-def s3_test_settings(endpoint: str, **overrides: Any) -> Settings:
-    """Settings (no .env) whose S3 clients reach the moto server at `endpoint`."""
-    return Settings(
-        _env_file=None,
-        s3_endpoint_url=endpoint,
-        aws_region=S3_TEST_REGION,
-        aws_access_key_id=SecretStr(S3_TEST_KEY),
-        aws_secret_access_key=SecretStr(S3_TEST_KEY),
-        **overrides,
-    )
-
-
 @pytest.fixture(scope="session")
 def s3_client(s3_endpoint: str) -> Any:
     """A plain (sync) boto3 client on the moto server, to look behind the app's back."""
@@ -176,50 +151,6 @@ def s3_bucket(s3_client: Any) -> Iterator[str]:
 
 
 # --------------------------------------------------------------------------- SMTP (aiosmtpd)
-
-
-@dataclass
-class Mailbox:
-    """Messages the aiosmtpd server received, in arrival order."""
-
-    host: str
-    port: int
-    messages: list[Message] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = message_from_bytes(envelope.original_content or envelope.content)
-        with self._lock:
-            self.messages.append(message)
-        return "250 OK"
-
-    def clear(self) -> None:
-        with self._lock:
-            self.messages.clear()
-
-    def to(self, address: str) -> list[Message]:
-        with self._lock:
-            return [m for m in self.messages if address.lower() in str(m["To"]).lower()]
-
-    async def wait_for(self, address: str, count: int = 1, timeout: float = 5) -> list[Message]:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.to(address)) < count:
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"no mail #{count} for {address}; got {len(self.to(address))}")
-            await asyncio.sleep(0.02)
-        return self.to(address)
-
-
-def message_text(message: Message) -> str:
-    """All text parts of a message, decoded."""
-    parts = message.walk() if message.is_multipart() else [message]
-    chunks = []
-    for part in parts:
-        if part.get_content_maintype() == "text":
-            payload = part.get_payload(decode=True)
-            if isinstance(payload, bytes):
-                chunks.append(payload.decode(part.get_content_charset() or "utf-8"))
-    return "\n".join(chunks)
 
 
 @pytest.fixture(scope="session")
@@ -289,9 +220,6 @@ def base_settings(
     }
 
 
-ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
-
-
 @pytest.fixture(scope="session")
 def make_client(base_settings: dict[str, Any]) -> ClientFactory:
     """`async with make_client(storage_backend="s3", ...) as client:` for custom settings."""
@@ -344,3 +272,22 @@ async def client(
     session_client.headers.pop("Authorization", None)
     # The test's queued view events go in before the tables are emptied.
     await session_client.app.state.view_log.flush()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def doctor(client: httpx.AsyncClient) -> Doctor:
+    """A verified doctor (English) of the session app, with an Authorization header."""
+    return await make_doctor(client.app, locale="en")  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def registry_client(make_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """An app of its own that follows the model registry (polls it every 0.2 s)."""
+    async with make_client(model_poll_seconds=0.2) as client:
+        yield client
+
+
+@pytest.fixture
+async def registry_admin(registry_client: httpx.AsyncClient) -> Doctor:
+    """An administrator (English) of `registry_client`'s app."""
+    return await make_doctor(app_of(registry_client), role="admin", locale="en")

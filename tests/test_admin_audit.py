@@ -21,9 +21,9 @@ from app.cli import main as cli_main
 from app.db.models import AuditEvent
 from app.services import audit
 from app.services.audit_trail import CSV_COLUMNS
-from tests.conftest import in_own_thread
-from tests.factories import app_of, make_doctor
-from tests.test_audit_events import events, only
+from tests.support.audit import events, only
+from tests.support.factories import app_of, make_doctor
+from tests.support.harness import in_own_thread
 
 AUDIT = "/api/v1/admin/audit"
 ROOT = Path(__file__).resolve().parent.parent

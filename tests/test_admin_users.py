@@ -11,10 +11,10 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from app.db.models import User
-from tests.conftest import Mailbox
-from tests.factories import app_of, make_doctor
-from tests.test_audit_events import events, only, user_id
-from tests.test_auth_support import AUTH, bearer, login, new_session, verified_account
+from tests.support.audit import events, only, user_id
+from tests.support.auth import AUTH, bearer, login, new_session, verified_account
+from tests.support.factories import app_of, make_doctor
+from tests.support.mail import Mailbox
 
 ADMIN = "/api/v1/admin"
 USERS = f"{ADMIN}/users"

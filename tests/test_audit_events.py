@@ -9,14 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import select
 
-from app.db.models import AuditEvent, User
+from app.db.models import AuditEvent
 from app.services import audit
-from tests.conftest import ClientFactory, Mailbox
-from tests.factories import add_prediction, add_stored_prediction, app_of, make_doctor
-from tests.test_auth_support import (
+from tests.support.audit import events, only, user_id
+from tests.support.auth import (
     AUTH,
     NEW_PASSWORD,
     PASSWORD,
@@ -26,32 +24,13 @@ from tests.test_auth_support import (
     register,
     verified_account,
 )
+from tests.support.factories import add_prediction, add_stored_prediction, app_of, make_doctor
+from tests.support.harness import ClientFactory
+from tests.support.mail import Mailbox
 
 HISTORY = "/api/v1/history"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 RID = {"X-Request-ID": "audit-test-1"}
-
-
-async def events(app: FastAPI, action: str | None = None) -> list[AuditEvent]:
-    """Every event so far (the view events queued in the process written first)."""
-    await app.state.view_log.flush()
-    async with app.state.sessionmaker() as session:
-        stmt = select(AuditEvent).order_by(AuditEvent.id)
-        if action is not None:
-            stmt = stmt.where(AuditEvent.action == action)
-        return list((await session.scalars(stmt)).all())
-
-
-async def user_id(app: FastAPI, email: str) -> int:
-    async with app.state.sessionmaker() as session:
-        uid = await session.scalar(select(User.id).where(User.email == email))
-        assert uid is not None
-        return int(uid)
-
-
-def only(rows: list[AuditEvent]) -> AuditEvent:
-    assert len(rows) == 1, [(r.action, r.new) for r in rows]
-    return rows[0]
 
 
 def no_secret_in(rows: list[AuditEvent], *secrets: str) -> None:

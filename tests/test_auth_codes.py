@@ -11,8 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.db.base import utcnow
 from app.db.models import OneTimeCode, RefreshToken, User
 from app.security import sha256_hex
-from tests.conftest import Mailbox
-from tests.test_auth_support import (
+from tests.support.auth import (
     AUTH,
     NEW_PASSWORD,
     PASSWORD,
@@ -21,6 +20,7 @@ from tests.test_auth_support import (
     register,
     verified_account,
 )
+from tests.support.mail import Mailbox
 
 INVALID_CODE = {"detail": "The code is wrong, expired or already used", "code": "INVALID_CODE"}
 

@@ -6,8 +6,7 @@ from datetime import datetime
 
 import httpx
 
-from tests.conftest import Mailbox, message_text
-from tests.test_auth_support import (
+from tests.support.auth import (
     AUTH,
     NEW_PASSWORD,
     PASSWORD,
@@ -19,6 +18,7 @@ from tests.test_auth_support import (
     subject,
     verified_account,
 )
+from tests.support.mail import Mailbox, message_text
 
 
 async def test_register_verify_login_refresh_me_logout(

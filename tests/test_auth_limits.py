@@ -14,8 +14,9 @@ from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import RateLimitHit, User
 from app.kit.client_ip import resolve_client_ip, trusted_networks
-from tests.conftest import ClientFactory, Mailbox
-from tests.test_auth_support import AUTH, PASSWORD, login, register, verified_account
+from tests.support.auth import AUTH, PASSWORD, login, register, verified_account
+from tests.support.harness import ClientFactory
+from tests.support.mail import Mailbox
 
 INVALID_CREDENTIALS = {"detail": "Incorrect email or password", "code": "INVALID_CREDENTIALS"}
 

@@ -10,8 +10,7 @@ import pytest
 
 from app.config import ConfigError, Settings
 from app.mail import ConsoleMailer, render_code_mail
-from tests.conftest import ClientFactory, Mailbox, free_port, message_text
-from tests.test_auth_support import (
+from tests.support.auth import (
     AUTH,
     NEW_PASSWORD,
     PASSWORD,
@@ -21,6 +20,8 @@ from tests.test_auth_support import (
     register,
     verified_account,
 )
+from tests.support.harness import ClientFactory, free_port
+from tests.support.mail import Mailbox, message_text
 
 
 async def test_smtp_down_at_registration_then_resend_delivers(

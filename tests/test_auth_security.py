@@ -9,8 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ClientFactory, Mailbox, free_port
-from tests.test_auth_support import (
+from tests.support.auth import (
     AUTH,
     NEW_PASSWORD,
     PASSWORD,
@@ -21,6 +20,8 @@ from tests.test_auth_support import (
     register,
     verified_account,
 )
+from tests.support.harness import ClientFactory, free_port
+from tests.support.mail import Mailbox
 
 # Where six digits occur by chance: hex digests and object ids, UUIDs, hashes, datetimes,
 # SQLAlchemy's timings (0.001716s).

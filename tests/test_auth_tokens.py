@@ -22,8 +22,7 @@ from app.cli import main as cli_main
 from app.db.base import utcnow
 from app.db.models import RefreshToken, User
 from app.errors import Forbidden, NotAuthenticated
-from tests.conftest import TEST_JWT_SECRET, ClientFactory, Mailbox, in_own_thread
-from tests.test_auth_support import (
+from tests.support.auth import (
     AUTH,
     PASSWORD,
     Account,
@@ -32,6 +31,8 @@ from tests.test_auth_support import (
     new_session,
     verified_account,
 )
+from tests.support.harness import TEST_JWT_SECRET, ClientFactory, in_own_thread
+from tests.support.mail import Mailbox
 
 NOT_AUTHENTICATED = {"detail": "Not authenticated", "code": "NOT_AUTHENTICATED"}
 

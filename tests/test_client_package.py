@@ -11,7 +11,7 @@ from typing import Any
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import ROOT
+from tests.support.harness import ROOT
 
 PACKAGE = ROOT / "clients" / "typescript" / "package.json"
 E2E_ONLY = {"playwright-core", "swagger-ui-dist", "@types/node", "@redocly/cli"}

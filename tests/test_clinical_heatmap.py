@@ -16,8 +16,9 @@ from torch import Tensor, nn
 from app.inference.explain import MAX_SIDE, Explainer
 from app.inference.manifest import ModelManifest
 from app.storage import heatmap_key
-from tests.factories import add_prediction, app_of, make_doctor
-from tests.fundus import encoded, fundus
+from tests.support.factories import add_prediction, app_of, make_doctor
+from tests.support.fundus import encoded, fundus
+from tests.support.predict import predict
 
 SIDE = 64
 QUADRANTS = {  # class code -> (rows, cols) of the input it looks at
@@ -105,20 +106,10 @@ def test_the_classifiers_network_is_left_alone() -> None:
 # --------------------------------------------------------------------------- the route
 
 
-async def upload(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any]:
-    data = encoded(fundus(800))
-    response = await client.post(
-        "/api/v1/predict", headers=headers, files={"file": ("eye.jpg", data, "image/jpeg")}
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 async def test_heatmap_route_caches_and_is_owner_only(client: httpx.AsyncClient) -> None:
     app = app_of(client)
     doctor, other = await make_doctor(app), await make_doctor(app)
-    body = await upload(client, doctor.headers)
+    body = await predict(client, doctor.headers, encoded(fundus(800)))
     url = f"/api/v1/history/{body['id']}/heatmap"
     explained = app.state.models.current.explainer
     before = explained.computed

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.factories import add_prediction, app_of, make_doctor
+from tests.support.factories import add_prediction, app_of, make_doctor
 
 ROWS: list[dict[str, Any]] = [
     {"recommendation": "refer", "quality_gradable": True, "quality_score": 0.9},

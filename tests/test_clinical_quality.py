@@ -9,7 +9,7 @@ from PIL import Image
 
 from app.clinical import GATE_SIZE, Quality, QualityThresholds, ReferralPolicy, assess, recommend
 from app.inference.preprocess import decode_upload
-from tests.fundus import blurred, encoded, fundus, grey, retina_path, scaled, text_page
+from tests.support.fundus import blurred, encoded, fundus, grey, retina_path, scaled, text_page
 
 THRESHOLDS = QualityThresholds()
 

@@ -18,9 +18,10 @@ from app.clinical import ReferralPolicy, recommend
 from app.inference import ModelManifest
 from app.inference.manifest import DEFAULT_MANIFEST
 from app.inference.network import seeded_state_dict
-from tests.conftest import ClientFactory
-from tests.factories import make_doctor
-from tests.fundus import encoded, fundus, grey
+from tests.support.factories import make_doctor
+from tests.support.fundus import encoded, fundus, grey
+from tests.support.harness import ClientFactory
+from tests.support.predict import post_image
 
 CODES = list(DEFAULT_MANIFEST.codes)  # glaucoma, diabetic_retinopathy, normal, cataract
 
@@ -106,9 +107,7 @@ def controlled_model(tmp_path: Path, probabilities: list[float], **manifest: Any
 
 async def predict(client: httpx.AsyncClient, data: bytes) -> dict[str, Any]:
     doctor = await make_doctor(client.app)  # type: ignore[attr-defined]
-    response = await client.post(
-        "/api/v1/predict", headers=doctor.headers, files={"file": ("eye.jpg", data, "image/jpeg")}
-    )
+    response = await post_image(client, doctor.headers, data)
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     detail = await client.get(f"/api/v1/history/{body['id']}", headers=doctor.headers)

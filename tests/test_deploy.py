@@ -30,8 +30,10 @@ from app.deploy.harness import NginxStack, pid_alive, unix_get
 from app.deploy.nginx import compose_rendering
 from app.errors import too_large_message
 from app.security import keyed_digest
-from tests.conftest import ROOT, TEST_JWT_SECRET, Mailbox
-from tests.test_auth_support import AUTH, PASSWORD, bearer, next_code
+from tests.support.auth import AUTH, PASSWORD, bearer, next_code
+from tests.support.harness import ROOT, TEST_JWT_SECRET
+from tests.support.mail import Mailbox
+from tests.support.predict import post_image
 
 pytestmark = pytest.mark.skipif(
     not any(Path(d, "nginx").exists() for d in ("/usr/sbin", "/usr/bin", "/usr/local/sbin")),
@@ -310,10 +312,8 @@ async def test_metrics_sum_both_processes_after_a_flow(stack: NginxStack, mailbo
         token = await doctor_token(client, mailbox, "metrics@example.com")
         uploads = 6
         for i in range(uploads):
-            response = await client.post(
-                f"{API}/predict",
-                files={"file": (f"eye{i}.jpg", unique_jpeg(1000 + i), "image/jpeg")},
-                headers=bearer(token),
+            response = await post_image(
+                client, bearer(token), unique_jpeg(1000 + i), filename=f"eye{i}.jpg"
             )
             assert response.status_code == 201, response.text
         response = await client.get("/metrics")
@@ -390,15 +390,9 @@ async def test_sigterm_with_50_uploads_in_flight_loses_nothing(
         token = await doctor_token(client, mailbox, "drain@example.com")
         images = [unique_jpeg(5000 + i, 512) for i in range(50)]
 
-        async def upload(data: bytes) -> httpx.Response:
-            return await client.post(
-                f"{API}/predict",
-                files={"file": ("eye.jpg", data, "image/jpeg")},
-                headers=bearer(token),
-            )
-
-        tasks = [asyncio.create_task(upload(data)) for data in images]
-        await asyncio.sleep(0.3)  # the uploads are on their way, some already answered
+        tasks = [asyncio.create_task(post_image(client, bearer(token), data)) for data in images]
+        # The uploads are on their way: SIGTERM once the first has been answered.
+        await asyncio.wait(tasks, timeout=120, return_when=asyncio.FIRST_COMPLETED)
         assert stack.proc is not None
         stack.proc.send_signal(signal.SIGTERM)
         # The supervisor forwards SIGTERM to the workers: poll each one's readiness until

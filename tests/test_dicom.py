@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.models import Prediction
-from tests.dicom_files import (
+from tests.support.dicom import (
     BIRTH_DATE,
     MULTIFRAME_TRUE_COLOR_SC,
     OCT,
@@ -27,11 +27,9 @@ from tests.dicom_files import (
     dicom_bytes,
     jpeg_dicom,
 )
-from tests.factories import Doctor
-from tests.test_inference_support import encode, synthetic_photo
-from tests.test_predict import count_objects, count_rows, doctor, post_image
-
-__all__ = ["doctor"]  # the fixture, shared with test_predict
+from tests.support.factories import Doctor
+from tests.support.images import encode, synthetic_photo
+from tests.support.predict import count_objects, count_rows, post_image
 
 DICOM = "application/dicom"
 
@@ -44,7 +42,7 @@ async def post_dicom(
     client: httpx.AsyncClient, doctor: Doctor, data: bytes, **fields: str
 ) -> httpx.Response:
     # The declared type and name say JPEG: the bytes alone decide.
-    return await post_image(client, doctor, data, "eye.jpg", "image/jpeg", **fields)
+    return await post_image(client, doctor.headers, data, "eye.jpg", "image/jpeg", **fields)
 
 
 async def stored_row(engine: AsyncEngine, prediction_id: int) -> Prediction:
@@ -166,7 +164,7 @@ async def test_a_dicom_and_the_same_pixels_as_png_give_the_same_prediction(
     pixels = photo(512, 384, 9)
     as_dicom = (await post_dicom(client, doctor, dicom_bytes(pixels))).json()
     png = encode(Image.fromarray(pixels), "PNG")
-    as_png = (await post_image(client, doctor, png, "eye.png", "image/png")).json()
+    as_png = (await post_image(client, doctor.headers, png, "eye.png", "image/png")).json()
     a = [p["probability"] for p in as_dicom["probabilities"]]
     b = [p["probability"] for p in as_png["probabilities"]]
     assert np.max(np.abs(np.subtract(a, b))) < 1e-4
@@ -259,7 +257,7 @@ async def test_the_png_preview_of_a_jpeg_keeps_its_full_size(
     client: httpx.AsyncClient, doctor: Doctor
 ) -> None:
     data = encode(synthetic_photo(1024, 768, 2), "JPEG", quality=90)
-    pid = (await post_image(client, doctor, data)).json()["id"]
+    pid = (await post_image(client, doctor.headers, data)).json()["id"]
     assert await image_of(client, doctor, pid) == data
     with Image.open(io.BytesIO(await image_of(client, doctor, pid, format="png"))) as preview:
         assert (preview.format, preview.size) == ("PNG", (1024, 768))

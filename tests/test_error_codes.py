@@ -1,7 +1,7 @@
 """Every error code a route answers is in that operation's schema.
 
 The schema's per-operation code enums come from the routes' `error_responses(...)`
-declarations; tests/error_codes.py records every error response the whole suite gets
+declarations; tests/support/error_codes.py records every error response the whole suite gets
 back (each test client wraps the app in ErrorRecorder), and the last test below checks
 each (operation, status, code) against the app's own schema. The tests before it show
 that the check does catch an undeclared code, and give it records of its own when this
@@ -24,8 +24,8 @@ from app.errors import (
     RateLimited,
     ValidationFailed,
 )
-from tests.error_codes import RECORDS, SCHEMAS, Answered, declared_codes, undeclared
-from tests.factories import app_of, make_doctor
+from tests.support.error_codes import RECORDS, SCHEMAS, Answered, declared_codes, undeclared
+from tests.support.factories import app_of, make_doctor
 
 API = "/api/v1"
 

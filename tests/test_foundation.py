@@ -19,7 +19,7 @@ from alembic import command
 from app.config import Settings
 from app.db.session import make_engine
 from app.main import create_app
-from tests.conftest import ROOT, ClientFactory, free_port, in_own_thread
+from tests.support.harness import ROOT, ClientFactory, free_port, in_own_thread
 
 
 async def test_live(client: httpx.AsyncClient) -> None:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from app.db.models import Prediction
-from tests.factories import Doctor, add_prediction, app_of, make_doctor
+from tests.support.factories import Doctor, add_prediction, app_of, make_doctor
 
 URL = "/api/v1/history"
 LIMA = ZoneInfo("America/Lima")  # UTC-5 all year (no DST)

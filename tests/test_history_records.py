@@ -11,8 +11,14 @@ import httpx
 import pytest
 
 from app.storage import StorageUnavailable
-from tests.conftest import ClientFactory
-from tests.factories import Doctor, add_prediction, add_stored_prediction, app_of, make_doctor
+from tests.support.factories import (
+    Doctor,
+    add_prediction,
+    add_stored_prediction,
+    app_of,
+    make_doctor,
+)
+from tests.support.harness import ClientFactory
 
 URL = "/api/v1/history"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4

@@ -13,14 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.base import utcnow
 from app.db.models import IdempotencyKey, Prediction
-from tests.factories import Doctor, app_of, make_doctor
-from tests.test_inference_support import encode, synthetic_photo
+from tests.support.factories import Doctor, app_of, make_doctor
+from tests.support.images import jpeg as photo
 
 URL = "/api/v1/predict"
 
 
 def jpeg(seed: int) -> bytes:
-    return encode(synthetic_photo(320, 240, seed), "JPEG", quality=90)
+    return photo(seed=seed)
 
 
 async def upload(

@@ -14,10 +14,11 @@ from app.config import Settings
 from app.inference import Classifier, ModelUnavailable, build_classifier
 from app.inference.arrays import FloatArray, ProbArray
 from app.inference.backends import softmax
-from app.inference.batcher import MicroBatcher
+from app.inference.batcher import BatchResult, MicroBatcher
 from app.inference.classifier import lone_threads, thread_plan
 from app.inference.manifest import DEFAULT_MANIFEST
 from app.inference.weights import WeightsInfo
+from tests.support.waiting import poll_until
 
 
 class FakeBackend:
@@ -26,12 +27,14 @@ class FakeBackend:
     name = "fake"
 
     def __init__(self, fail: bool = False) -> None:
-        self.batches: list[int] = []
+        self.arrived: list[int] = []  # batch sizes, as each call starts (before the gate)
+        self.batches: list[int] = []  # batch sizes, as each call runs (after the gate)
         self.fail = fail
         self.gate = threading.Event()
         self.gate.set()
 
     def run(self, batch: FloatArray) -> ProbArray:
+        self.arrived.append(len(batch))
         self.gate.wait(10)
         self.batches.append(len(batch))
         if self.fail:
@@ -42,6 +45,32 @@ class FakeBackend:
 def arrays(count: int) -> list[FloatArray]:
     rng = np.random.default_rng(0)
     return [rng.standard_normal((3, 8, 8)).astype(np.float32) for _ in range(count)]
+
+
+async def submit_all(
+    batcher: MicroBatcher, items: list[FloatArray]
+) -> list[asyncio.Future[BatchResult]]:
+    """Start a submit per item; return (their futures) once every item has been queued."""
+    queued = 0
+
+    async def one(array: FloatArray) -> BatchResult:
+        nonlocal queued
+        queued += 1  # submit queues the item in this same step, before it first awaits
+        return await batcher.submit(array)
+
+    futures = [asyncio.ensure_future(one(a)) for a in items]
+    await poll_until(lambda: queued == len(items), timeout=10, what="items queued")
+    return futures
+
+
+async def until_held(backend: FakeBackend, batcher: MicroBatcher, count: int) -> None:
+    """Wait until each of `count` submitted items is either in a backend call held at the
+    gate or still queued (none is between the queue and the backend)."""
+
+    def held() -> bool:
+        return sum(backend.arrived) + batcher._queue.qsize() == count
+
+    await poll_until(held, timeout=10, what=f"{count} items held")
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -67,8 +96,7 @@ async def test_batches_never_exceed_max_batch_under_bursts() -> None:
     backend.gate.clear()  # hold the worker so the queue fills up
     batcher = MicroBatcher(backend.run, max_batch=3, wait_ms=1)
     try:
-        pending = [asyncio.ensure_future(batcher.submit(a)) for a in arrays(17)]
-        await asyncio.sleep(0.05)
+        pending = await submit_all(batcher, arrays(17))  # the worker is held meanwhile
         backend.gate.set()
         results = await asyncio.gather(*pending)
         assert all(r.batch_size <= 3 for r in results)
@@ -89,15 +117,26 @@ async def test_a_lone_request_does_not_wait_for_company() -> None:
 
 class SlowBackend:
     """A model call that takes `seconds`, on two plans: the per-worker share of the cores
-    (`run`) and every core (`run_all_cores`); records (plan, batch size, start, end)."""
+    (`run`) and every core (`run_all_cores`); records (plan, batch size, start, end).
 
-    def __init__(self, seconds: float) -> None:
+    With `pair_up`, the first two calls on the share plan wait for each other (a barrier
+    that fails them after 10 s alone): they can only both pass if they run side by side."""
+
+    def __init__(self, seconds: float, pair_up: bool = False) -> None:
         self.seconds = seconds
         self.calls: list[tuple[str, int, float, float]] = []
         self._lock = threading.Lock()
+        self._pair = threading.Barrier(2, timeout=10) if pair_up else None
+        self._paired = 0
 
     def _call(self, plan: str, batch: FloatArray) -> ProbArray:
         started = time.perf_counter()
+        if plan == "share" and self._pair is not None:
+            with self._lock:
+                meet = self._paired < 2
+                self._paired += meet
+            if meet:
+                self._pair.wait()  # BrokenBarrierError when no partner runs meanwhile
         time.sleep(self.seconds)
         with self._lock:
             self.calls.append((plan, len(batch), started, time.perf_counter()))
@@ -118,18 +157,16 @@ async def test_a_lone_request_runs_at_once_on_every_core() -> None:
     )
     try:
         for _ in range(3):  # one after the other, as a single doctor uploads
-            submitted = time.perf_counter()
             result = await asyncio.wait_for(batcher.submit(arrays(1)[0]), timeout=10)
-            plan, size, started, _ = backend.calls[-1]
+            plan, size, _, _ = backend.calls[-1]
             assert (plan, size, result.batch_size) == ("all cores", 1, 1)
-            assert started - submitted < 5  # far inside the 60 s window: it did not wait
         assert [c[0] for c in backend.calls] == ["all cores"] * 3
     finally:
         await batcher.close()
 
 
 async def test_concurrent_requests_still_batch_and_share_the_cores() -> None:
-    backend = SlowBackend(0.03)
+    backend = SlowBackend(0.03, pair_up=True)  # fails unless two shares run side by side
     batcher = MicroBatcher(
         backend.run, max_batch=4, wait_ms=20, workers=2, run_all_cores=backend.run_all_cores
     )
@@ -170,9 +207,10 @@ async def test_work_arriving_during_an_all_cores_run_waits_and_batches() -> None
     try:
         first = asyncio.ensure_future(batcher.submit(arrays(1)[0]))
         assert await asyncio.to_thread(wide_started.wait, 10)
-        later = [asyncio.ensure_future(batcher.submit(a)) for a in arrays(5)]
-        await asyncio.sleep(0.05)
-        assert backend.calls == []  # the other worker holds its batch meanwhile
+        later = await submit_all(batcher, arrays(5))
+        # The other worker takes work from the queue while every core is busy ...
+        await poll_until(lambda: batcher._queue.qsize() < 5, timeout=10, what="work taken")
+        assert backend.calls == []  # ... and holds its batch meanwhile
         gate.set()
         results = await asyncio.wait_for(asyncio.gather(first, *later), timeout=10)
         assert results[0].batch_size == 1
@@ -189,8 +227,8 @@ async def test_announced_requests_are_waited_for_to_share_a_batch() -> None:
     first_array, *others = arrays(3)
     try:
         with batcher.expecting():  # more requests are still decoding their images
-            first = asyncio.ensure_future(batcher.submit(first_array))
-            await asyncio.sleep(0.05)
+            (first,) = await submit_all(batcher, [first_array])
+            await poll_until(batcher._queue.empty, timeout=10, what="the worker takes it")
             assert not first.done()  # the worker waits for them instead of running alone
             rest = [asyncio.ensure_future(batcher.submit(a)) for a in others]
             results = await asyncio.wait_for(asyncio.gather(first, *rest), timeout=10)
@@ -219,7 +257,8 @@ async def test_cancelled_caller_does_not_disturb_the_others() -> None:
     batcher = MicroBatcher(backend.run, max_batch=1, wait_ms=0)
     try:
         first, second, third = (asyncio.ensure_future(batcher.submit(a)) for a in arrays(3))
-        await asyncio.sleep(0.02)
+        await until_held(backend, batcher, 3)  # first in the backend, the others queued
+        assert backend.arrived == [1]
         second.cancel()
         backend.gate.set()
         assert (await first).batch_size == 1
@@ -235,9 +274,9 @@ async def test_close_drains_queued_work_then_refuses(workers: int) -> None:
     backend.gate.clear()
     batcher = MicroBatcher(backend.run, max_batch=2, wait_ms=0, workers=workers)
     pending = [asyncio.ensure_future(batcher.submit(a)) for a in arrays(5)]
-    await asyncio.sleep(0.02)
+    await until_held(backend, batcher, 5)
     closing = asyncio.ensure_future(batcher.close())
-    await asyncio.sleep(0.02)
+    await poll_until(lambda: batcher._closed, timeout=10, what="close begun")
     backend.gate.set()
     await closing
     assert len(await asyncio.gather(*pending)) == 5

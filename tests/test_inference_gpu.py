@@ -18,7 +18,8 @@ from app.inference.classifier import GPU_MAX_BATCH
 from app.inference.network import EyeDiseaseClassifier, load_network
 from app.inference.preprocess import decode_upload
 from app.inference.weights import state_dict_sha256
-from tests.test_inference_support import encode, sensitive_state_dict, synthetic_photo
+from tests.support.images import encode, synthetic_photo
+from tests.support.inference import sensitive_state_dict
 
 GPU_TOLERANCE = 1e-3
 

@@ -1,6 +1,6 @@
 """Parity: numpy preprocessing + torch/ONNX backends against the torchvision reference.
 
-The weights are calibrated (see test_inference_support) so probabilities are far from
+The weights are calibrated (see tests/support/inference.py) so probabilities are far from
 uniform and move with the input; otherwise a 1e-4 tolerance would prove little.
 """
 
@@ -18,12 +18,8 @@ from app.inference.backends import OnnxBackend, TorchBackend, softmax
 from app.inference.network import EyeDiseaseClassifier, load_network
 from app.inference.preprocess import decode_upload
 from app.inference.weights import state_dict_sha256
-from tests.test_inference_support import (
-    REFERENCE,
-    encode,
-    sensitive_state_dict,
-    synthetic_photo,
-)
+from tests.support.images import encode, synthetic_photo
+from tests.support.inference import REFERENCE, sensitive_state_dict
 
 EXACT = 1e-4  # same pixels: only float differences between backends
 FAST = 1e-2  # reduced-scale JPEG decode

@@ -11,13 +11,8 @@ import torch
 from PIL import Image, ImageOps
 
 from app.inference import DecodedImage, ImageRejected, decode_upload, sniff
-from tests.test_inference_support import (
-    REFERENCE,
-    bilevel_png,
-    encode,
-    png_bytes,
-    synthetic_photo,
-)
+from tests.support.images import bilevel_png, encode, png_bytes, synthetic_photo
+from tests.support.inference import REFERENCE
 
 MAX_PIXELS = 50_000_000  # the service default
 

@@ -17,8 +17,8 @@ from app.inference import ModelUnavailable, build_classifier
 from app.inference.manifest import DEFAULT_MANIFEST
 from app.inference.network import seeded_state_dict
 from app.inference.weights import load_weights, manifest_path
-from tests.conftest import s3_test_settings
-from tests.test_inference_support import sensitive_state_dict, state_dict_file_bytes
+from tests.support.harness import s3_test_settings
+from tests.support.inference import sensitive_state_dict, state_dict_file_bytes
 
 THREE_CLASSES = {
     "classes": [

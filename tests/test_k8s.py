@@ -22,13 +22,13 @@ from typing import Any
 
 import pytest
 import yaml
-from app.api.upload_limit import MULTIPART_OVERHEAD
+from app.api.body_limit import MULTIPART_OVERHEAD
 from pydantic import SecretStr
 
 from app import cli
 from app.config import ConfigError, Settings
 from app.main import create_app
-from tests.conftest import ROOT
+from tests.support.harness import ROOT
 
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())

@@ -2,7 +2,7 @@
 
 The legacy database is MariaDB when the suite runs on it (database flask_<label>_<test db>)
 and SQLite otherwise, created from the DDL in tests/legacy/; its images are in a bucket of
-the moto S3 server. See tests/legacy_source.py for the data and the oracle (`Expected`).
+the moto S3 server. See tests/support/legacy.py for the data and the oracle (`Expected`).
 """
 
 from __future__ import annotations
@@ -47,10 +47,11 @@ from app.security.legacy_hashes import UNUSABLE_PASSWORD, check_legacy_password,
 from app.services.login_sessions import LoginSessions
 from app.services.sweep import sweep_orphan_images
 from app.storage.base import is_image_key
-from tests import legacy_source as legacy
-from tests.conftest import ROOT, TEST_JWT_SECRET, ClientFactory, Mailbox, in_own_thread
-from tests.factories import app_of, make_doctor
-from tests.test_auth_support import next_code
+from tests.support import legacy
+from tests.support.auth import next_code
+from tests.support.factories import app_of, make_doctor
+from tests.support.harness import ROOT, TEST_JWT_SECRET, ClientFactory, in_own_thread
+from tests.support.mail import Mailbox
 
 API = "/api/v1"
 
@@ -582,7 +583,7 @@ async def test_unreachable_legacy_bucket_stops_the_run_without_writing_history(
     store_dir: Path,
     db_engine: AsyncEngine,
 ) -> None:
-    from tests.conftest import free_port
+    from tests.support.harness import free_port
 
     settings = settings_for(base_settings, f"http://127.0.0.1:{free_port()}", store_dir)
     report = await run_import(settings, small_source)

@@ -14,9 +14,11 @@ import pytest
 
 from app.config import Settings
 from app.observability import make_formatter
-from tests.conftest import TEST_JWT_SECRET, ClientFactory, Mailbox
-from tests.test_auth_support import AUTH, NEW_PASSWORD, PASSWORD, bearer, next_code
-from tests.test_predict import jpeg
+from tests.support.auth import AUTH, NEW_PASSWORD, PASSWORD, bearer, next_code
+from tests.support.harness import TEST_JWT_SECRET, ClientFactory
+from tests.support.images import jpeg
+from tests.support.mail import Mailbox
+from tests.support.predict import post_image
 
 TEST_SIDE_LOGGERS = ("httpx", "httpcore", "mail.log")
 
@@ -93,11 +95,7 @@ async def test_a_whole_flow_logs_no_secret(
             f"{AUTH}/login", data={"username": email, "password": NEW_PASSWORD}
         )
         third = response.json()
-        response = await client.post(
-            "/api/v1/predict",
-            files={"file": ("eye.jpg", jpeg(), "image/jpeg")},
-            headers=bearer(third["access_token"]),
-        )
+        response = await post_image(client, bearer(third["access_token"]), jpeg())
         assert response.status_code == 201, response.text
         prediction = response.json()
         image = await client.get(prediction["image_url"])

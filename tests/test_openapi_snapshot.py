@@ -17,7 +17,7 @@ import pytest
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import ROOT
+from tests.support.harness import ROOT
 
 SNAPSHOT = ROOT / "docs" / "openapi.json"
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}

@@ -3,54 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.models import Prediction
-from tests.conftest import ClientFactory
-from tests.factories import Doctor, make_doctor
-from tests.test_inference_support import bilevel_png, encode, synthetic_photo
-
-URL = "/api/v1/predict"
-
-
-def jpeg(width: int = 320, height: int = 240, seed: int = 1) -> bytes:
-    return encode(synthetic_photo(width, height, seed), "JPEG", quality=90)
-
-
-@pytest.fixture
-async def doctor(client: httpx.AsyncClient) -> Doctor:
-    return await make_doctor(client.app, locale="en")  # type: ignore[attr-defined]
-
-
-async def count_rows(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(Prediction))).scalar_one())
-
-
-def count_objects(client: httpx.AsyncClient) -> int:
-    root = Path(client.app.state.settings.local_storage_dir)  # type: ignore[attr-defined]
-    return sum(1 for p in root.rglob("*") if p.is_file())
-
-
-async def post_image(
-    client: httpx.AsyncClient,
-    doctor: Doctor,
-    data: bytes,
-    filename: str = "eye.jpg",
-    content_type: str = "image/jpeg",
-    **fields: str,
-) -> httpx.Response:
-    return await client.post(
-        URL, headers=doctor.headers, files={"file": (filename, data, content_type)}, data=fields
-    )
+from tests.support.factories import Doctor, make_doctor
+from tests.support.harness import ClientFactory
+from tests.support.images import bilevel_png, encode, jpeg, synthetic_photo
+from tests.support.predict import PREDICT, count_objects, count_rows, post_image
 
 
 async def test_predict_returns_the_prediction_and_a_usable_image_url(
@@ -58,7 +25,12 @@ async def test_predict_returns_the_prediction_and_a_usable_image_url(
 ) -> None:
     data = jpeg(640, 480)
     response = await post_image(
-        client, doctor, data, filename="../../etc/fundus.JPG", patient_ref=" P-001 ", eye="left"
+        client,
+        doctor.headers,
+        data,
+        filename="../../etc/fundus.JPG",
+        patient_ref=" P-001 ",
+        eye="left",
     )
     assert response.status_code == 201, response.text
     body = response.json()
@@ -69,7 +41,7 @@ async def test_predict_returns_the_prediction_and_a_usable_image_url(
         "width": 640,
         "height": 480,
         "size_bytes": len(data),
-        "sha256": body["image"]["sha256"],
+        "sha256": hashlib.sha256(data).hexdigest(),  # of the bytes sent
         "frames": None,  # DICOM only
     }
     codes = [p["class_code"] for p in body["probabilities"]]
@@ -86,11 +58,16 @@ async def test_predict_returns_the_prediction_and_a_usable_image_url(
     assert image.status_code == 200
     assert image.content == data and image.headers["content-type"] == "image/jpeg"
     assert await count_rows(db_engine) == 1
+    async with db_engine.connect() as conn:
+        stored = (await conn.execute(select(Prediction.sha256))).scalar_one()
+    assert stored == hashlib.sha256(data).hexdigest()
 
 
 async def test_png_upload_and_exif_orientation(client: httpx.AsyncClient, doctor: Doctor) -> None:
     png = encode(synthetic_photo(100, 80, 3), "PNG")
-    response = await post_image(client, doctor, png, filename="x.png", content_type="image/png")
+    response = await post_image(
+        client, doctor.headers, png, filename="x.png", content_type="image/png"
+    )
     assert response.status_code == 201, response.text
     assert response.json()["image"]["content_type"] == "image/png"
 
@@ -98,7 +75,7 @@ async def test_png_upload_and_exif_orientation(client: httpx.AsyncClient, doctor
     exif = rotated.getexif()
     exif[0x0112] = 6  # rotate 90 degrees on display: width and height swap
     data = encode(rotated, "JPEG", exif=exif)
-    response = await post_image(client, doctor, data)
+    response = await post_image(client, doctor.headers, data)
     assert response.status_code == 201, response.text
     assert (response.json()["image"]["width"], response.json()["image"]["height"]) == (200, 300)
 
@@ -140,7 +117,7 @@ async def test_bad_uploads_get_their_code_and_leave_nothing_behind(
     data, filename, status, code = BAD_UPLOADS[case]
     payload = data if data is not None else _bad_upload_bytes(case)
     objects_before = count_objects(client)
-    response = await post_image(client, doctor, payload, filename=filename)
+    response = await post_image(client, doctor.headers, payload, filename=filename)
     assert response.status_code == status, response.text
     assert response.json()["code"] == code
     assert await count_rows(db_engine) == 0
@@ -163,7 +140,7 @@ async def test_oversized_body_without_content_length_is_cut_off(
         yield f"\r\n--{boundary}--\r\n".encode()
 
     response = await client.post(
-        URL,
+        PREDICT,
         headers={**doctor.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
         content=chunks(),
     )
@@ -183,13 +160,13 @@ async def test_invalid_form_fields_are_422(
     client: httpx.AsyncClient, doctor: Doctor, fields: dict[str, str], files: bool
 ) -> None:
     kwargs = {"files": {"file": ("eye.jpg", jpeg(), "image/jpeg")}} if files else {}
-    response = await client.post(URL, headers=doctor.headers, data=fields, **kwargs)
+    response = await client.post(PREDICT, headers=doctor.headers, data=fields, **kwargs)
     assert response.status_code == 422
     assert response.json()["code"] == "VALIDATION_ERROR"
 
 
 async def test_predict_requires_a_token(client: httpx.AsyncClient) -> None:
-    response = await client.post(URL, files={"file": ("eye.jpg", jpeg(), "image/jpeg")})
+    response = await client.post(PREDICT, files={"file": ("eye.jpg", jpeg(), "image/jpeg")})
     assert response.status_code == 401
     assert response.json()["code"] == "NOT_AUTHENTICATED"
     assert response.headers["www-authenticate"] == "Bearer"
@@ -200,7 +177,7 @@ async def test_twenty_concurrent_uploads(
 ) -> None:
     objects_before = count_objects(client)
     images = [jpeg(300 + i, 200 + i, seed=i) for i in range(20)]
-    responses = await asyncio.gather(*(post_image(client, doctor, data) for data in images))
+    responses = await asyncio.gather(*(post_image(client, doctor.headers, data) for data in images))
     assert [r.status_code for r in responses] == [201] * 20
     ids = {r.json()["id"] for r in responses}
     assert len(ids) == 20
@@ -217,7 +194,7 @@ async def test_s3_unreachable_is_503_and_writes_no_row(
         storage_backend="s3", aws_s3_bucket="images", s3_endpoint_url="http://127.0.0.1:1"
     ) as client:
         doctor = await make_doctor(client.app)  # type: ignore[attr-defined]
-        response = await post_image(client, doctor, jpeg())
+        response = await post_image(client, doctor.headers, jpeg())
     assert response.status_code == 503
     assert response.json()["code"] == "STORAGE_UNAVAILABLE"
     assert await count_rows(db_engine) == 0
@@ -232,7 +209,7 @@ async def test_s3_store_keeps_real_content_type_and_presigned_url_works(
         doctor = await make_doctor(client.app)  # type: ignore[attr-defined]
         png = encode(synthetic_photo(128, 128, 9), "PNG")
         response = await post_image(
-            client, doctor, png, filename="my scan.jpg", content_type="image/jpeg"
+            client, doctor.headers, png, filename="my scan.jpg", content_type="image/jpeg"
         )
     assert response.status_code == 201, response.text
     body = response.json()
@@ -270,7 +247,7 @@ async def test_failed_database_write_removes_the_stored_object(
         async with make_client(raise_app_exceptions=False) as client:
             doctor = await make_doctor(client.app)  # type: ignore[attr-defined]
             objects_before = count_objects(client)
-            response = await post_image(client, doctor, jpeg())
+            response = await post_image(client, doctor.headers, jpeg())
             objects_after = count_objects(client)
         assert response.status_code == 500
         assert response.json()["code"] == "INTERNAL_ERROR"

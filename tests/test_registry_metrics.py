@@ -13,7 +13,7 @@ from app.db.models import ModelVersion
 from app.inference.manifest import DEFAULT_MANIFEST
 from app.registry.performance import compute, wilson_interval
 from app.repositories.model_versions import Group, confidence_bin
-from tests.factories import Doctor, add_prediction, app_of, make_doctor
+from tests.support.factories import Doctor, add_prediction, app_of, make_doctor
 
 VERSION = "aaaaaaaaaaaa"
 OTHER = "bbbbbbbbbbbb"

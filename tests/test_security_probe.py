@@ -17,9 +17,7 @@ from sqlalchemy import event, insert
 from app.db.base import utcnow
 from app.db.models import AuditEvent
 from app.services.auth import AuthService
-from tests.conftest import ClientFactory, Mailbox, message_text
-from tests.factories import add_stored_prediction, app_of, make_doctor
-from tests.test_auth_support import (
+from tests.support.auth import (
     AUTH,
     NEW_PASSWORD,
     PASSWORD,
@@ -29,6 +27,9 @@ from tests.test_auth_support import (
     register,
     verified_account,
 )
+from tests.support.factories import add_stored_prediction, app_of, make_doctor
+from tests.support.harness import ClientFactory
+from tests.support.mail import Mailbox, message_text
 
 API = "/api/v1"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # stored bytes only; never decoded here

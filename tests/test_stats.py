@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.config import Settings
-from tests.factories import Doctor, add_prediction, app_of, make_doctor
+from tests.support.factories import Doctor, add_prediction, app_of, make_doctor
 
 URL = "/api/v1/home/stats"
 

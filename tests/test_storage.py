@@ -28,7 +28,7 @@ from app.storage import (
     sign_image_access,
     verify_image_access,
 )
-from tests.conftest import s3_test_settings
+from tests.support.harness import s3_test_settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 JPEG = b"\xff\xd8\xff\xe0" + b"\x01" * 64

@@ -18,8 +18,8 @@ import pytest
 from app.cli import main as cli_main
 from app.services.sweep import SweepReport, sweep_orphan_images
 from app.storage import ImageStore, LocalImageStore, StorageUnavailable, new_image_key
-from tests.conftest import ClientFactory, in_own_thread
-from tests.factories import add_prediction, make_doctor
+from tests.support.factories import add_prediction, make_doctor
+from tests.support.harness import ClientFactory, in_own_thread
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x01" * 64
 LATER = timedelta(minutes=1)  # a cutoff just after now: every object counts as old

@@ -1,7 +1,7 @@
 -- The earlier back-end's schema on MySQL/MariaDB: what Flask-SQLAlchemy's db.create_all()
 -- emits for its two models (Danielrp551/sistema_ocu_predict_back, src/models/user_model.py
 -- and history_model.py at 2bfa984), compiled with SQLAlchemy's MySQL dialect.
--- tests/legacy_source.py creates these tables to test `ocupredict import-legacy`.
+-- tests/support/legacy.py creates these tables to test `ocupredict import-legacy`.
 
 CREATE TABLE users (
     id INTEGER NOT NULL AUTO_INCREMENT,

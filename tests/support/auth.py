@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Mailbox, message_text
+from tests.support.mail import Mailbox, message_text
 
 AUTH = "/api/v1/auth"
 PASSWORD = "correct-horse-battery"

@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from werkzeug.security import generate_password_hash
 
-SCHEMA_DIR = Path(__file__).resolve().parent / "legacy"
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "legacy"  # tests/legacy/
 LABELS = {  # the legacy id2label names -> this service's class codes
     "Glaucoma": "glaucoma",
     "Retinopatia diabetica": "diabetic_retinopathy",

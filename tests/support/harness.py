@@ -1,0 +1,50 @@
+"""What the test harness is built on, for conftest.py and the tests alike: the repository's
+root, the JWT secret every test app signs with, a free loopback port, a thread for code that
+runs its own event loop, the settings that reach the moto S3 server, and the type of the
+`make_client` fixture."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from app.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+
+S3_TEST_REGION = "us-east-1"
+S3_TEST_KEY = "testing"  # moto accepts any credentials
+
+ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def in_own_thread(fn: Callable[[], Any]) -> Any:
+    """Run `fn` in a thread: Alembic's env.py calls asyncio.run, which refuses to nest."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn).result()
+
+
+def s3_test_settings(endpoint: str, **overrides: Any) -> Settings:
+    """Settings (no .env) whose S3 clients reach the moto server at `endpoint`."""
+    return Settings(
+        _env_file=None,
+        s3_endpoint_url=endpoint,
+        aws_region=S3_TEST_REGION,
+        aws_access_key_id=SecretStr(S3_TEST_KEY),
+        aws_secret_access_key=SecretStr(S3_TEST_KEY),
+        **overrides,
+    )
