@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from app.inference import DecodedImage, ImageRejected, decode_upload, sniff
+from app.errors import ImageRejected
+from app.inference import DecodedImage, decode_upload, sniff
 from tests.test_inference_support import (
     REFERENCE,
     bilevel_png,

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app.clinical.recommendation import ReferralPolicy
-from app.inference.errors import ModelUnavailable
+from app.errors import ModelUnavailable
 from app.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 Triple = tuple[float, float, float]
