@@ -18,9 +18,9 @@ from typing import Any
 class AppError(Exception):
     """An error the client should see, with a stable code.
 
-    Raise a `KnownError` subclass where one exists: only those can be declared on a
-    route. The plain constructor stays for codes passed through from lower layers
-    (e.g. the image decoder's rejections)."""
+    Raise a `KnownError` subclass, where the error arises (app/inference raises these
+    too): only those can be declared on a route, and only this module and app/api/ spell
+    out HTTP statuses (tests/test_layers.py)."""
 
     status_code: int = 500
     code: str = "INTERNAL_ERROR"
@@ -188,13 +188,19 @@ class PayloadTooLarge(KnownError):
         super().__init__(payload_too_large_message(limit_kb))
 
 
-class UnsupportedMediaType(KnownError):
+class ImageRejected(AppError):
+    """An upload refused as an image, raised where the image is read (app/inference): the
+    subclasses below say how. Callers that give a refusal another meaning (a model's smoke
+    test, the legacy import's report) catch this; the HTTP edge answers it as it is."""
+
+
+class UnsupportedMediaType(KnownError, ImageRejected):
     status_code = 415
     code = "UNSUPPORTED_MEDIA_TYPE"
     message = "Only JPEG, PNG and DICOM files are accepted."
 
 
-class UnsupportedDicom(KnownError):
+class UnsupportedDicom(KnownError, ImageRejected):
     """A DICOM file that is not an accepted photograph (other SOP class such as an OCT
     volume, other transfer syntax, no pixel data, other bit depth); detail says which."""
 
@@ -219,7 +225,7 @@ class ValidationFailed(KnownError):
         return [{"type": "missing", "loc": ["body", "email"], "msg": "Field required"}]
 
 
-class InvalidImage(KnownError):
+class InvalidImage(KnownError, ImageRejected):
     status_code = 422
     code = "INVALID_IMAGE"
     message = "The file is not a readable image."
@@ -268,6 +274,23 @@ class ModelUnavailableError(KnownError):
     status_code = 503
     code = "MODEL_UNAVAILABLE"
     message = "The model is unavailable; try again"
+
+
+class ModelUnavailable(ModelUnavailableError):
+    """The model cannot serve: weights cannot be fetched or loaded, a manifest is invalid,
+    the backend failed, or the classifier is closed; raised where it happens (app/inference).
+
+    The client sees MODEL_UNAVAILABLE with the class's message only: the reason (`str()` of
+    the error, for logs) may name paths, buckets and file contents. Where a failure means
+    something else (a model refused at registration), the caller says so."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.args = (reason,)
+
+    @property
+    def reason(self) -> str:
+        return str(self.args[0])
 
 
 class StorageUnavailableError(KnownError):

@@ -84,8 +84,8 @@ from pydicom.uid import UID, JPEGBaseline8Bit, generate_uid
 
 from app.clinical import assess
 from app.config import Settings
+from app.errors import ModelUnavailable
 from app.inference.backends import Backend, OnnxBackend, TorchBackend
-from app.inference.errors import ModelUnavailable
 from app.inference.explain import MAX_SIDE, Explainer
 from app.inference.manifest import DEFAULT_MANIFEST
 from app.inference.network import EyeDiseaseClassifier, load_network, seeded_state_dict

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import warnings
+from collections.abc import Callable
 
 import httpx
 import numpy as np
@@ -16,6 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.models import Prediction
+from app.errors import InvalidImage
+from app.inference import dicom
+from app.inference.preprocess import decode_upload, render_png
 from tests.support.dicom import (
     BIRTH_DATE,
     MULTIFRAME_TRUE_COLOR_SC,
@@ -25,13 +30,17 @@ from tests.support.dicom import (
     SECONDARY_CAPTURE,
     JPEG2000Lossless,
     dicom_bytes,
+    encapsulated_dicom,
+    flat_jpeg,
     jpeg_dicom,
 )
 from tests.support.factories import Doctor
 from tests.support.images import encode, synthetic_photo
+from tests.support.peak_memory import PeakRss
 from tests.support.predict import count_objects, count_rows, post_image
 
 DICOM = "application/dicom"
+MAX_PIXELS = 50_000_000  # MAX_IMAGE_PIXELS, the service default
 
 
 def photo(width: int = 320, height: int = 240, seed: int = 5) -> np.ndarray:
@@ -75,6 +84,11 @@ def _multiframe() -> bytes:
     return dicom_bytes(photo(), sop_class=MULTIFRAME_TRUE_COLOR_SC, frames=3)
 
 
+def _multiframe_jpeg() -> bytes:
+    frames = [jpeg_dicom(synthetic_photo(320, 240, seed))[1] for seed in (6, 7)]
+    return encapsulated_dicom(frames, rows=240, columns=320)
+
+
 def _implicit_sc() -> bytes:
     data = dicom_bytes(photo(), sop_class=SECONDARY_CAPTURE, syntax=ImplicitVRLittleEndian)
     assert dcmread(io.BytesIO(data)).file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
@@ -83,8 +97,22 @@ def _implicit_sc() -> bytes:
 
 @pytest.mark.parametrize(
     ("make", "frames"),
-    [(_rgb, 1), (_ybr_jpeg, 1), (_monochrome, 1), (_multiframe, 3), (_implicit_sc, 1)],
-    ids=["rgb-op8", "ybr422-jpeg-baseline", "monochrome2", "multiframe", "implicit-vr-sc"],
+    [
+        (_rgb, 1),
+        (_ybr_jpeg, 1),
+        (_monochrome, 1),
+        (_multiframe, 3),
+        (_multiframe_jpeg, 2),
+        (_implicit_sc, 1),
+    ],
+    ids=[
+        "rgb-op8",
+        "ybr422-jpeg-baseline",
+        "monochrome2",
+        "multiframe",
+        "multiframe-jpeg",
+        "implicit-vr-sc",
+    ],
 )
 async def test_accepted_dicom_files_are_classified_and_stored_as_sent(
     client: httpx.AsyncClient, doctor: Doctor, db_engine: AsyncEngine, make: object, frames: int
@@ -121,6 +149,8 @@ async def test_accepted_dicom_files_are_classified_and_stored_as_sent(
         (lambda: _rgb()[:400], 415, "UNSUPPORTED_DICOM"),
         (lambda: dicom_bytes(photo(), rows_columns=(8000, 8000)), 422, "INVALID_IMAGE"),
         (lambda: dicom_bytes(photo(60, 60)), 422, "INVALID_IMAGE"),
+        (lambda: _lying((640, 480), rows=240, columns=320), 422, "INVALID_IMAGE"),
+        (lambda: _lying((200, 100), rows=240, columns=320), 422, "INVALID_IMAGE"),
     ],
     ids=[
         "no-pixel-data",
@@ -131,6 +161,8 @@ async def test_accepted_dicom_files_are_classified_and_stored_as_sent(
         "truncated-before-pixels",
         "over-max-pixels",
         "under-64px",
+        "jpeg-frame-larger-than-header",
+        "jpeg-frame-smaller-than-header",
     ],
 )
 async def test_refused_dicom_files_leave_no_object_and_no_row(
@@ -261,3 +293,75 @@ async def test_the_png_preview_of_a_jpeg_keeps_its_full_size(
     assert await image_of(client, doctor, pid) == data
     with Image.open(io.BytesIO(await image_of(client, doctor, pid, format="png"))) as preview:
         assert (preview.format, preview.size) == ("PNG", (1024, 768))
+
+
+# --------------------------------------------------------------------------- lying sizes
+
+
+def _lying(size: tuple[int, int], *, rows: int = 64, columns: int = 64, first_of: int = 1) -> bytes:
+    """A JPEG baseline file whose header says `rows` x `columns` while its (first) frame is
+    `size` (width, height) of flat grey; `first_of` > 1 adds honest frames after it."""
+    honest = [flat_jpeg(columns, rows)] * (first_of - 1)
+    return encapsulated_dicom([flat_jpeg(*size), *honest], rows=rows, columns=columns)
+
+
+@pytest.mark.parametrize(
+    "side",
+    [13_000, 8_000],  # 169 MP, over Pillow's own warning limit (89 MP); 64 MP, under it
+)
+async def test_a_small_dicom_with_a_huge_frame_is_refused_without_decoding_it(
+    client: httpx.AsyncClient, doctor: Doctor, db_engine: AsyncEngine, side: int
+) -> None:
+    data = _lying((side, side))  # the header says 64 x 64
+    assert len(data) < 4 * 2**20  # a small upload: 507 MB of RGB once decoded at 13000
+    objects, rows = count_objects(client), await count_rows(db_engine)
+    with PeakRss() as peak:
+        response = await post_dicom(client, doctor, data)
+    assert response.status_code == 422, response.text
+    assert peak.grown_mb < 200, f"the peak RSS grew by {peak.grown_mb:.0f} MB"
+    assert response.json()["code"] == "INVALID_IMAGE"
+    assert response.json()["detail"] == f"The image has more than {MAX_PIXELS} pixels."
+    assert count_objects(client) == objects and await count_rows(db_engine) == rows
+
+
+def _decode_upload(data: bytes) -> object:
+    return decode_upload(data, max_pixels=MAX_PIXELS)
+
+
+def _render_png(data: bytes) -> object:  # the history's PNG preview of a stored file
+    return render_png(data, max_pixels=MAX_PIXELS)
+
+
+@pytest.mark.parametrize("decode", [_decode_upload, _render_png], ids=["upload", "preview"])
+@pytest.mark.parametrize("first_of", [1, 3], ids=["single-frame", "multi-frame"])
+def test_every_decoding_path_checks_the_frame_it_decodes(
+    decode: Callable[[bytes], object], first_of: int
+) -> None:
+    data = _lying((13_000, 13_000), first_of=first_of)
+    with PeakRss() as peak, pytest.raises(InvalidImage, match=f"more than {MAX_PIXELS} pixels"):
+        decode(data)
+    assert peak.grown_mb < 200, f"the peak RSS grew by {peak.grown_mb:.0f} MB"
+    with pytest.raises(InvalidImage, match="Rows and Columns"):
+        decode(_lying((640, 480), rows=240, columns=320, first_of=first_of))
+    honest = decode(_lying((320, 240), rows=240, columns=320, first_of=first_of))
+    assert honest is not None
+
+
+def test_a_frame_is_also_decoded_under_pillows_bomb_limit_as_an_error() -> None:
+    # 10000 x 9000: past Pillow's warning limit (89 MP). With a pixel limit that lets it
+    # through, the decoder's own bomb warning is an error, not a silenced warning.
+    data = _lying((10_000, 9_000), rows=9_000, columns=10_000)
+    with pytest.raises(InvalidImage, match="more than"):
+        decode_upload(data, max_pixels=10**9)
+
+
+def test_warnings_other_than_pydicoms_are_not_silenced(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = dicom.pixel_array
+
+    def noisy(*args: object, **kwargs: object) -> object:
+        warnings.warn("a warning from the decoding stack", RuntimeWarning, stacklevel=1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dicom, "pixel_array", noisy)
+    with pytest.warns(RuntimeWarning, match="from the decoding stack"):
+        decode_upload(_ybr_jpeg(), max_pixels=MAX_PIXELS)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from app.inference import ModelManifest, ModelUnavailable
-from app.inference.manifest import DEFAULT_MANIFEST
+from app.inference.manifest import DEFAULT_MANIFEST, MAX_INPUT_SIZE
 from app.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 THREE = {
@@ -47,6 +47,8 @@ def test_manifest_file_with_defaults() -> None:
         ({"classes": []}, "classes"),
         ({"classes": [THREE["classes"][0], THREE["classes"][0]]}, "unique"),
         ({"input_size": 0}, "input_size"),
+        ({"input_size": 2048}, "input_size 2048 is over the 1024 px cap"),
+        ({"input_size": 4096}, "input_size 4096 is over the 1024 px cap"),
         ({"mean": [0.5, 0.5]}, "mean"),
         ({"std": [0.2, 0.0, 0.2]}, "positive"),
         ({"classes": [{"code": "Bad Code", "es": "x", "en": "x"}]}, "code"),
@@ -58,6 +60,14 @@ def test_invalid_manifest_is_refused_clearly(change: dict[str, Any], message: st
         ModelUnavailable, match=f"invalid model manifest model.json(.|\\n)*{message}"
     ):
         ModelManifest.parse(json.dumps({**THREE, **change}), "model.json")
+
+
+def test_input_size_is_capped_at_1024() -> None:
+    assert MAX_INPUT_SIZE == 1024
+    manifest = ModelManifest.parse(json.dumps({**THREE, "input_size": 1024}), "model.json")
+    assert manifest.input_size == 1024
+    with pytest.raises(ModelUnavailable, match="over the 1024 px cap"):
+        ModelManifest.parse(json.dumps({**THREE, "input_size": 1025}), "model.json")
 
 
 def test_manifest_that_is_not_json_is_refused() -> None:

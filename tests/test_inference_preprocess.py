@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from app.inference import DecodedImage, ImageRejected, decode_upload, sniff
+from app.errors import ImageRejected
+from app.inference import DecodedImage, decode_upload, sniff
 from tests.support.images import bilevel_png, encode, png_bytes, synthetic_photo
 from tests.support.inference import REFERENCE
 

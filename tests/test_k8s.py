@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 import yaml
-from app.api.body_limit import MULTIPART_OVERHEAD
 from pydantic import SecretStr
 
 from app import cli
+from app.api.body_limit import MULTIPART_OVERHEAD
 from app.config import ConfigError, Settings
 from app.main import create_app
 from tests.support.harness import ROOT

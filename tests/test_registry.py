@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.models import ShadowPrediction
+from app.inference.manifest import DEFAULT_MANIFEST
 from tests.support.factories import Doctor, app_of, make_doctor
 from tests.support.harness import ClientFactory
 from tests.support.images import jpeg
@@ -119,6 +120,7 @@ async def test_upload_is_validated_stored_under_models_and_staged(
         ("truncated", "strict load failed"),
         ("wrong_manifest", "strict load failed"),
         ("bad_manifest_json", "invalid model manifest"),
+        ("input_size_4096", "input_size 4096 is over the 1024 px cap"),
         ("parity", "parity failed"),
         ("empty", "empty"),
     ],
@@ -134,6 +136,7 @@ async def test_bad_weights_are_422_and_leave_the_registry_as_it_was(
         "truncated": (good[: len(good) // 2], None),
         "wrong_manifest": (good, THREE_CLASSES),  # 4-class weights, 3-class manifest
         "bad_manifest_json": (good, b'{"classes": [{"code": "Bad Code!"}]}'),
+        "input_size_4096": (good, {**DEFAULT_MANIFEST.model_dump(mode="json"), "input_size": 4096}),
         "parity": (weights_bytes(7, scale_head=1e4), None),  # numerically fragile head
         "empty": (b"", None),
     }[case]

@@ -5,17 +5,16 @@ shutdown; a route decodes an upload with `decode_upload` in a worker thread and 
 `classifier.classify(decoded.array)`.
 """
 
+from app.errors import ModelUnavailable
 from app.inference.classifier import Classification, Classifier, build_classifier
-from app.inference.errors import ModelUnavailable
 from app.inference.manifest import ClassLabel, ModelManifest
-from app.inference.preprocess import DecodedImage, ImageRejected, decode_upload, sniff
+from app.inference.preprocess import DecodedImage, decode_upload, sniff
 
 __all__ = [
     "ClassLabel",
     "Classification",
     "Classifier",
     "DecodedImage",
-    "ImageRejected",
     "ModelManifest",
     "ModelUnavailable",
     "build_classifier",

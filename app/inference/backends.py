@@ -29,8 +29,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from app.errors import ModelUnavailable
 from app.inference.arrays import FloatArray, ProbArray, RunBatch
-from app.inference.errors import ModelUnavailable
 from app.inference.network import EyeDiseaseClassifier
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from app import metrics
+from app.errors import ModelUnavailable
 from app.inference.arrays import FloatArray, ProbArray, RunBatch
-from app.inference.errors import ModelUnavailable
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ import numpy as np
 
 from app import metrics
 from app.config import Settings
+from app.errors import ModelUnavailable
 from app.inference.arrays import FloatArray
 from app.inference.backends import Backend, create_backend
 from app.inference.batcher import MicroBatcher
-from app.inference.errors import ModelUnavailable
 from app.inference.explain import Explainer
 from app.inference.manifest import ModelManifest
 from app.inference.weights import LoadedWeights, WeightsInfo, load_weights

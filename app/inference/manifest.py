@@ -8,13 +8,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.clinical.recommendation import ReferralPolicy
-from app.inference.errors import ModelUnavailable
+from app.errors import ModelUnavailable
 from app.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 Triple = tuple[float, float, float]
+
+# The largest model input side a manifest may ask for. Registration exports and checks
+# the network at that size and every prediction resizes to it: 2048 px took 23.6 s and
+# 2.3 GB to register, so a larger input is refused (422 INVALID_MODEL at registration).
+MAX_INPUT_SIZE = 1024
 
 
 class ClassLabel(BaseModel):
@@ -29,7 +34,7 @@ class ModelManifest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     classes: tuple[ClassLabel, ...] = Field(min_length=1)
-    input_size: int = Field(224, gt=0, le=4096)
+    input_size: int = Field(224, gt=0)
     mean: Triple = IMAGENET_MEAN
     std: Triple = IMAGENET_STD
     # Which photographs the model grades: the quality gate's fundus checks (field of view)
@@ -37,6 +42,16 @@ class ModelManifest(BaseModel):
     modality: Literal["fundus", "external"] = "fundus"
     quality_gate: bool = True
     referral: ReferralPolicy = ReferralPolicy()
+
+    @field_validator("input_size")
+    @classmethod
+    def _capped(cls, value: int) -> int:
+        if value > MAX_INPUT_SIZE:
+            raise ValueError(
+                f"input_size {value} is over the {MAX_INPUT_SIZE} px cap (a larger input "
+                "costs seconds and gigabytes to register and to serve)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> ModelManifest:

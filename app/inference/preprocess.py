@@ -4,14 +4,14 @@ Reference semantics (the earlier back-end, torchvision on a PIL image): convert(
 -> Resize((224, 224)) (PIL bilinear, antialiased) -> ToTensor -> Normalize(ImageNet).
 `to_model_input` reproduces that in numpy with the same float32 operations.
 
-Rejections (ImageRejected), decided in this order:
-- 422 INVALID_IMAGE for an empty file (as the prediction service does before calling us);
-- 415 UNSUPPORTED_MEDIA_TYPE: the bytes are neither JPEG, PNG (leading signature) nor
+Rejections raise the app.errors classes (all `ImageRejected`), decided in this order:
+- InvalidImage (422 INVALID_IMAGE) for an empty file (the one check for it);
+- UnsupportedMediaType (415): the bytes are neither JPEG, PNG (leading signature) nor
   DICOM Part 10 (`DICM` at offset 128); the filename and the client's content type are
   ignored;
-- 415 UNSUPPORTED_DICOM: a DICOM file that is not an accepted photograph (app.inference.dicom);
-- 422 INVALID_IMAGE: more pixels than `max_pixels` (checked from the header, before any
-  pixel is decoded), a side under 64 px, or data Pillow cannot decode (truncated, corrupt).
+- UnsupportedDicom (415): a DICOM file that is not an accepted photograph (app.inference.dicom);
+- InvalidImage: more pixels than `max_pixels` (checked from the header, before any pixel is
+  decoded), a side under 64 px, or data Pillow cannot decode (truncated, corrupt).
 """
 
 from __future__ import annotations
@@ -24,21 +24,15 @@ import numpy as np
 from PIL import ExifTags, Image
 
 from app.clinical.quality import GATE_SIZE, UInt8Image
+from app.errors import ImageRejected, InvalidImage, UnsupportedMediaType
 from app.inference.arrays import FloatArray
-from app.inference.dicom import (
-    DICOM_CONTENT_TYPE,
-    DicomPicture,
-    DicomRejected,
-    is_dicom,
-    read_dicom,
-)
+from app.inference.dicom import DICOM_CONTENT_TYPE, is_dicom, read_dicom, too_many_pixels
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_SIDE = 64
 
 ContentType = Literal["image/jpeg", "image/png", "application/dicom"]
-UNSUPPORTED = "Only JPEG, PNG and DICOM files are accepted."
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -57,16 +51,6 @@ _ORIENTATION = {
     8: Image.Transpose.ROTATE_90,
 }
 _SWAPS_SIDES = {5, 6, 7, 8}
-
-
-class ImageRejected(Exception):
-    """An upload that is not an acceptable image; `code` and `detail` are safe for clients."""
-
-    def __init__(self, status_code: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
-        self.code = code
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -103,26 +87,27 @@ def decode_upload(
     mean: tuple[float, float, float] = IMAGENET_MEAN,
     std: tuple[float, float, float] = IMAGENET_STD,
 ) -> DecodedImage:
-    """Validate an upload and prepare the model input; raises ImageRejected, never Pillow errors.
+    """Validate an upload and prepare the model input; raises an ImageRejected (app.errors),
+    never Pillow's or pydicom's errors.
 
     With `fast_jpeg`, a large JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8)
     that still leaves at least twice `input_size` on each side, then resized as the
     reference does: much less decode and resize work, probabilities within ~1e-3.
     """
     if not data:
-        raise ImageRejected(422, "INVALID_IMAGE", "The file is empty.")
+        raise InvalidImage("The file is empty.")
     content_type = sniff(data)
     if content_type is None:
-        raise ImageRejected(415, "UNSUPPORTED_MEDIA_TYPE", UNSUPPORTED)
+        raise UnsupportedMediaType()
     try:
         return _decode(data, content_type, max_pixels, fast_jpeg, input_size, mean, std)
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow's own (global) limit fired before ours; it is still "too many pixels".
-        raise _too_many_pixels(max_pixels) from exc
+        raise too_many_pixels(max_pixels) from exc
     except Exception as exc:  # Pillow reports bad data as OSError, ValueError, SyntaxError...
-        raise ImageRejected(422, "INVALID_IMAGE", "The file is not a readable image.") from exc
+        raise InvalidImage() from exc
 
 
 def to_model_input(
@@ -171,7 +156,7 @@ def _decode(
 ) -> DecodedImage:
     frames = laterality = None
     if content_type == DICOM_CONTENT_TYPE:
-        dicom = _read_dicom(data, max_pixels)
+        dicom = read_dicom(data, max_pixels=max_pixels, min_side=MIN_SIDE)
         rgb, width, height = dicom.image, dicom.width, dicom.height
         frames, laterality = dicom.frames, dicom.laterality
     else:
@@ -191,27 +176,20 @@ def _decode(
     )
 
 
-def _read_dicom(data: bytes, max_pixels: int) -> DicomPicture:
-    try:
-        return read_dicom(data, max_pixels=max_pixels, min_side=MIN_SIDE)
-    except DicomRejected as exc:
-        raise ImageRejected(exc.status_code, exc.code, exc.detail) from exc
-
-
 def decode_rgb(data: bytes, *, max_pixels: int, min_side: int | None) -> Image.Image:
     """A stored image as RGB with EXIF orientation applied, a JPEG decoded at the smallest
     DCT scale that keeps `min_side` on each side (None: full size). Raises ImageRejected."""
     content_type = sniff(data)
     if content_type is None:
-        raise ImageRejected(415, "UNSUPPORTED_MEDIA_TYPE", UNSUPPORTED)
+        raise UnsupportedMediaType()
     try:
         if content_type == DICOM_CONTENT_TYPE:
-            return _read_dicom(data, max_pixels).image
+            return read_dicom(data, max_pixels=max_pixels, min_side=MIN_SIDE).image
         return _open_rgb(data, content_type, max_pixels, min_side)[0]
     except ImageRejected:
         raise
     except Exception as exc:
-        raise ImageRejected(422, "INVALID_IMAGE", "The file is not a readable image.") from exc
+        raise InvalidImage() from exc
 
 
 def render_png(data: bytes, *, max_pixels: int) -> bytes:
@@ -229,11 +207,9 @@ def _open_rgb(
         # Only the header has been read: refuse bombs before any pixel is decoded.
         width, height = image.size
         if width * height > max_pixels:
-            raise _too_many_pixels(max_pixels)
+            raise too_many_pixels(max_pixels)
         if min(width, height) < MIN_SIDE:
-            raise ImageRejected(
-                422, "INVALID_IMAGE", f"The image must be at least {MIN_SIDE}x{MIN_SIDE} pixels."
-            )
+            raise InvalidImage(f"The image must be at least {MIN_SIDE}x{MIN_SIDE} pixels.")
         if draft_side is not None and content_type == "image/jpeg":
             # Square request, so the scale is the same whatever the EXIF rotation.
             image.draft("RGB", (draft_side, draft_side))
@@ -264,7 +240,3 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         grey = np.asarray(image).astype(np.int64) >> 8
         return Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).convert("RGB")
     return image.convert("RGB")
-
-
-def _too_many_pixels(max_pixels: int) -> ImageRejected:
-    return ImageRejected(422, "INVALID_IMAGE", f"The image has more than {max_pixels} pixels.")

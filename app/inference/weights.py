@@ -31,7 +31,7 @@ from torch import Tensor
 
 from app.aws import is_not_found, s3_client_kwargs
 from app.config import Settings
-from app.inference.errors import ModelUnavailable
+from app.errors import ModelUnavailable
 from app.inference.manifest import DEFAULT_MANIFEST, ModelManifest
 from app.inference.network import EyeDiseaseClassifier, load_network, seeded_state_dict
 

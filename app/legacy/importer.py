@@ -45,7 +45,8 @@ from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import Prediction, User
 from app.db.session import SessionFactory, make_engine, make_sessionmaker
-from app.inference import DecodedImage, ImageRejected, decode_upload
+from app.errors import ImageRejected
+from app.inference import DecodedImage, decode_upload
 from app.kit.text import clean_filename, normalize_email
 from app.legacy import schema
 from app.legacy.mapping import (

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from fastapi import BackgroundTasks
+from starlette.background import BackgroundTasks
 
 from app.db.models import Prediction
 from app.inference import Classifier, decode_upload

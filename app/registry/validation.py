@@ -26,12 +26,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app.errors import InvalidModel
+from app.errors import ImageRejected, InvalidModel, ModelUnavailable
 from app.inference.backends import export_onnx, onnx_cache_path, softmax
-from app.inference.errors import ModelUnavailable
 from app.inference.manifest import ModelManifest
 from app.inference.network import EyeDiseaseClassifier
-from app.inference.preprocess import ImageRejected, decode_upload
+from app.inference.preprocess import decode_upload
 from app.inference.weights import load_bytes
 
 PARITY_TOLERANCE = 1e-4

@@ -18,8 +18,14 @@ from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
 from app.db.models import Prediction as PredictionRow
-from app.errors import InvalidClassCode, ModelUnavailableError, ModelVersionGone, NotFound
-from app.inference import Classifier, ImageRejected
+from app.errors import (
+    ImageRejected,
+    InvalidClassCode,
+    ModelUnavailableError,
+    ModelVersionGone,
+    NotFound,
+)
+from app.inference import Classifier
 from app.inference.explain import MAX_SIDE, Explainer
 from app.inference.preprocess import decode_rgb
 from app.storage import ImageNotFound, ImageStore, heatmap_key

@@ -21,8 +21,8 @@ from app.clinical import Quality, Recommendation, assess, recommend
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import Prediction, User
-from app.errors import AppError, FileTooLarge, InvalidImage, ModelUnavailableError
-from app.inference import Classifier, DecodedImage, ImageRejected, ModelUnavailable, decode_upload
+from app.errors import FileTooLarge, ModelUnavailable
+from app.inference import Classifier, DecodedImage, decode_upload
 from app.inference.arrays import FloatArray
 from app.kit.text import clean_filename
 from app.repositories.idempotency import IdempotencyRepository
@@ -168,26 +168,22 @@ async def create_prediction(
     after_commit: AfterCommit | None = None,
 ) -> Prediction:
     """The stored row of a classified upload (PredictionService.create's steps);
-    `before_commit(row)` writes in the row's transaction."""
-    if not upload.data:
-        raise InvalidImage("The file is empty.")
+    `before_commit(row)` writes in the row's transaction; `after_commit(row, model input,
+    upload bytes)` runs once the row is stored (the shadow evaluation hooks in there)."""
     if len(upload.data) > settings.max_upload_bytes:
         raise FileTooLarge(settings.max_upload_mb)
     # End the auth lookup's read transaction so no pooled connection is held while the
     # image is decoded and classified (under load that would exhaust the pool).
     await session.commit()
-    try:
-        with classifier.expecting():
-            inspected = await run_in_threadpool(_inspect, upload.data, settings, classifier)
-    except ImageRejected as exc:
-        raise AppError(exc.status_code, exc.code, exc.detail) from exc
+    with classifier.expecting():  # an unusable upload raises its ImageRejected (app.errors)
+        inspected = await run_in_threadpool(_inspect, upload.data, settings, classifier)
     decoded = inspected.decoded
 
     try:
         result = await classifier.classify(decoded.array)
-    except ModelUnavailable as exc:
+    except ModelUnavailable as exc:  # the client gets 503 MODEL_UNAVAILABLE, the log the reason
         log.error("inference failed", exc_info=exc)
-        raise ModelUnavailableError() from exc
+        raise
 
     now = utcnow()
     key = new_image_key(decoded.extension, now)

@@ -36,6 +36,8 @@ __all__ = [
     "JPEG2000Lossless",
     "JPEGBaseline8Bit",
     "dicom_bytes",
+    "encapsulated_dicom",
+    "flat_jpeg",
     "jpeg_dicom",
 ]
 
@@ -134,11 +136,54 @@ def jpeg_dicom(
     out = io.BytesIO()
     image.convert("RGB").save(out, "JPEG", quality=quality, subsampling="4:2:2")
     jpeg = out.getvalue()
-    ds = _dataset(
-        OP_8BIT, syntax, image.height, image.width, 3, "YBR_FULL_422", image_laterality, None
+    data = encapsulated_dicom(
+        [jpeg],
+        rows=image.height,
+        columns=image.width,
+        image_laterality=image_laterality,
+        syntax=syntax,
     )
-    ds.PixelData = encapsulate([jpeg])
+    return data, jpeg
+
+
+def encapsulated_dicom(
+    frames: list[bytes],
+    *,
+    rows: int,
+    columns: int,
+    image_laterality: str | None = None,
+    syntax: UID = JPEGBaseline8Bit,
+) -> bytes:
+    """A YBR_FULL_422 OP 8-bit file of these encoded frames, whatever their real size:
+    the header says `rows` x `columns` (and the number of frames when more than one)."""
+    ds = _dataset(OP_8BIT, syntax, rows, columns, 3, "YBR_FULL_422", image_laterality, None)
+    if len(frames) > 1:
+        ds.NumberOfFrames = len(frames)
+    ds.PixelData = encapsulate(frames, has_bot=len(frames) > 1)
     ds["PixelData"].VR = "OB"
     ds["PixelData"].is_undefined_length = True
     ds.LossyImageCompression = "01"
-    return _saved(ds), jpeg
+    return _saved(ds)
+
+
+def flat_jpeg(width: int, height: int) -> bytes:
+    """A valid baseline JPEG (YCbCr 4:2:2) of mid grey, made without holding its pixels.
+
+    In a flat image of value 128 every block has a DC of 0 and no AC coefficient, so with
+    the standard Huffman tables every 16x8 MCU codes as the same 20 bits (two luma blocks
+    `00 1010`, two chroma blocks `00 00`): headers from a 16x8 image Pillow encodes, the
+    size in SOF0 patched, the scan repeated. A 13000 x 13000 frame (507 MB decoded) is
+    3.3 MB of file; decoders read it as a full grey image.
+    """
+    out = io.BytesIO()
+    Image.new("RGB", (16, 8), (128, 128, 128)).save(out, "JPEG", quality=95, subsampling="4:2:2")
+    small = out.getvalue()
+    sos = small.index(b"\xff\xda")
+    scan_start = sos + 2 + int.from_bytes(small[sos + 2 : sos + 4], "big")
+    assert small[scan_start:] == b"\x28\xa0\x0f\xff\xd9"  # one MCU, padded with 1s
+    sof = small.index(b"\xff\xc0")
+    header = bytearray(small[:scan_start])
+    header[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    mcus = -(-width // 16) * -(-height // 8)
+    scan = b"\x28\xa0\x02\x8a\x00" * (mcus // 2) + (b"\x28\xa0\x0f" if mcus % 2 else b"")
+    return bytes(header) + scan + b"\xff\xd9"

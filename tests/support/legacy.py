@@ -33,6 +33,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from werkzeug.security import generate_password_hash
 
+from tests.support.dicom import encapsulated_dicom, flat_jpeg
+
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "legacy"  # tests/legacy/
 LABELS = {  # the legacy id2label names -> this service's class codes
     "Glaucoma": "glaucoma",
@@ -58,7 +60,10 @@ MALFORMED = {
 }
 UNKNOWN_CLASS = {21: "Queratocono", 22: ""}
 MISSING_OBJECT, NULL_KEY = 31, 32
-CORRUPT = (41, 42, 43, 44)  # truncated JPEG, garbage after a JPEG magic, a GIF, a 32x32 PNG
+# truncated JPEG, garbage after a JPEG magic, a GIF, a 32x32 PNG, and a 3 MB DICOM whose
+# header says 64 x 64 while its JPEG frame is 13000 x 13000 (refused before decoding)
+CORRUPT = (41, 42, 43, 44, 45)
+LYING_DICOM = encapsulated_dicom([flat_jpeg(13_000, 13_000)], rows=64, columns=64)
 NOTE = "revisar con especialista"
 
 
@@ -207,6 +212,7 @@ def generate(
                 42: b"\xff\xd8\xff\xe0" + bytes(rng.getrandbits(8) for _ in range(2000)),
                 43: b"GIF89a" + bytes(200),
                 44: _image(i, "PNG", 32, 32),
+                45: LYING_DICOM,
             }[i]
             outcome = "UNDECODABLE_IMAGE"
         if user_id == taken_user:
