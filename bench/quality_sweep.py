@@ -1,11 +1,12 @@
 """The quality gate across exposures, and what its field-of-view detection costs.
 
 1. Sweeps skimage's real fundus photograph (retina.jpg, 1411 x 1411) through exposure
-   gains 0.03 .. 20 and darker tone curves (out = in ** gamma), then grey cards and pages of
-   text at several exposures, each through the upload's decode path (JPEG quality 92, as
-   tests/fundus.py encodes). Prints the gate's measures and verdict for each, beside the
-   verdict of an absolute FOV level (the gate before it was made relative to the white
-   point: `brightest > QUALITY_FOV_LEVEL`). The table in docs/quality-gate.md comes from it.
+   gains 0.03 .. 20 and tone curves (out = in ** gamma, darker and lighter), then grey
+   cards and pages of text at several exposures, each through the upload's decode path
+   (JPEG quality 92, as tests/fundus.py encodes). Prints the gate's measures and verdict
+   for each, beside the verdict of an absolute FOV level (the gate before it was made
+   relative to the white point: `brightest > QUALITY_FOV_LEVEL`). The sweep tables in
+   docs/quality-gate.md come from it.
 2. Times `assess` per image on the 224 px pictures of the real photograph at gains 0.5, 1
    and 2 (where both levels find the same FOV, so the same work follows), with the
    relative FOV level and with the absolute one, alternating rounds, and prints the ratio
