@@ -4,10 +4,14 @@ Every measure is computed on the same fixed-size picture, GATE_SIZE x GATE_SIZE 
 (the image already reduced for the model, so the gate costs well under a millisecond and
 its thresholds do not depend on the camera's resolution), inside the field of view:
 
-- field of view (FOV): pixels brighter than `fov_level` in their brightest channel. A
-  fundus photograph is a round bright
-  area on a dark border: too small a region (`min_fov_fraction` of the picture), or no dark
-  border at the corners (a plain grey picture, a page of text), is NO_FUNDUS;
+- field of view (FOV): pixels brighter, in their brightest channel, than `fov_level`/255 of
+  the picture's own white point (the 99th percentile of the brightest channel), and than
+  the noise on a black border. Relative to the picture's brightness, so the FOV found is
+  the same at any exposure gain that leaves the border dark: a dark fundus is found (and
+  is then UNDEREXPOSED), a bright one too (OVEREXPOSED). A fundus photograph is a round
+  bright area on a dark border: too small a region (`min_fov_fraction` of the picture), or
+  no dark border at the corners (a plain grey picture, a page of text, whatever their
+  exposure), is NO_FUNDUS;
 - resolution: the FOV's diameter in the *original* pixels (its height in the picture
   scaled back by the original height, width likewise), under `min_fov_diameter_px` is
   LOW_RESOLUTION;
@@ -55,6 +59,8 @@ _BRIGHT_PIXEL = 250
 _STRUCTURE = ndimage.generate_binary_structure(2, 1)
 _MIN_AREA = 64  # FOV pixels under which there is nothing to measure
 _MIN_RUN = 2  # coarse FOV pixels a row or column must hold to count towards the diameter
+_WHITE_POINT = 0.99  # quantile of the brightest channel the FOV level is relative to
+_NOISE = 2  # a black border's JPEG noise: the FOV is always brighter than this
 _LUMA = np.asarray([0.299, 0.587, 0.114])  # Rec. 601
 
 
@@ -62,7 +68,9 @@ _LUMA = np.asarray([0.299, 0.587, 0.114])  # Rec. 601
 class QualityThresholds:
     """The gate's settings (QUALITY_* in app.config; defaults in docs/quality-gate.md)."""
 
-    fov_level: int = 20  # 0..255: the FOV is brighter than this in its brightest channel
+    # 0..255: the FOV is brighter than fov_level/255 of the picture's white point (its 99th
+    # percentile) in its brightest channel: 20 at a white point of 255, 10 at 128.
+    fov_level: int = 20
     min_fov_fraction: float = 0.20  # of the picture's area
     max_corner_fov: float = 0.5  # of the corner squares' area that the FOV may cover
     min_fov_diameter_px: int = 448  # in the original image's pixels
@@ -96,13 +104,17 @@ def measure(
     picture: UInt8Image, original_size: tuple[int, int], level: int, *, fundus: bool = True
 ) -> QualityMeasures:
     """The raw measures of a (GATE_SIZE, GATE_SIZE, 3) uint8 picture; `original_size` is
-    (width, height) of the image it was reduced from. Not `fundus` (an external-eye
+    (width, height) of the image it was reduced from; `level` is the FOV level relative to
+    the picture's white point (QualityThresholds.fov_level). Not `fundus` (an external-eye
     photograph): the whole picture is the field of view."""
     if picture.shape != (GATE_SIZE, GATE_SIZE, 3) or picture.dtype != np.uint8:
         raise ValueError(f"expected a uint8 ({GATE_SIZE}, {GATE_SIZE}, 3) picture")
     red, green, blue = picture[..., 0], picture[..., 1], picture[..., 2]
     brightest = np.maximum(np.maximum(red, green), blue)
-    fov = brightest > level if fundus else np.ones(brightest.shape, np.bool_)
+    if fundus:
+        fov = brightest > fov_threshold(brightest, level)
+    else:
+        fov = np.ones(brightest.shape, np.bool_)
     area = int(np.count_nonzero(fov))
     side = GATE_SIZE
     c = _CORNER
@@ -147,6 +159,16 @@ def measure(
         dark_fraction=dark / n,
         clipped_fraction=clipped / n,
     )
+
+
+def fov_threshold(brightest: UInt8Image, level: int) -> int:
+    """The absolute FOV threshold (0..255) of a picture's brightest channel: `level`/255 of
+    its white point (99th percentile), never under the noise of a black border. Scaling the
+    picture's exposure scales the white point and so the threshold: the FOV stays put."""
+    sample = brightest[1::2, 1::2].ravel()  # every 2nd pixel: a quarter of the cost
+    k = int(_WHITE_POINT * (sample.size - 1))
+    white = int(np.partition(sample, k)[k])
+    return max(_NOISE, level * white // 255)
 
 
 def assess(
