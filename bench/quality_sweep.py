@@ -3,7 +3,7 @@
 1. Sweeps skimage's real fundus photograph (retina.jpg, 1411 x 1411) through exposure
    gains 0.03 .. 20 and tone curves (out = in ** gamma, darker and lighter), then grey
    cards and pages of text at several exposures, each through the upload's decode path
-   (JPEG quality 92, as tests/fundus.py encodes). Prints the gate's measures and verdict
+   (JPEG quality 92, as tests/support/fundus.py encodes). Prints the gate's measures and verdict
    for each, beside the verdict of an absolute FOV level (the gate before it was made
    relative to the white point: `brightest > QUALITY_FOV_LEVEL`). The sweep tables in
    docs/quality-gate.md come from it.
@@ -29,7 +29,7 @@ from PIL import Image
 from app.clinical import quality
 from app.clinical.quality import Quality, QualityThresholds, UInt8Image, assess
 from app.inference.preprocess import decode_upload
-from tests.fundus import encoded, grey, retina_path, scaled, text_page
+from tests.support.fundus import encoded, grey, retina_path, scaled, text_page
 
 DARKER = (0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.7, 1.0)
 BRIGHTER = (1.15, 1.3, 1.6, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0, 12.0, 15.0, 20.0)

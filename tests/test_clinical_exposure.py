@@ -14,7 +14,7 @@ from PIL import Image
 from app.clinical import Quality, QualityThresholds, assess
 from app.clinical.quality import fov_threshold
 from app.inference.preprocess import decode_upload
-from tests.fundus import encoded, grey, retina_path, scaled, text_page
+from tests.support.fundus import encoded, grey, retina_path, scaled, text_page
 
 THRESHOLDS = QualityThresholds()
 DARK_GAINS = (0.05, 0.08, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
