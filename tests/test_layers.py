@@ -156,3 +156,20 @@ def test_the_scan_finds_each_kind_of_leak(source: str) -> None:
 )
 def test_the_scan_leaves_other_numbers_and_imports_alone(source: str) -> None:
     assert http_leaks(source) == []
+
+
+# --------------------------------------------------------------------------- module size
+
+MAX_MODULE_LINES = 400
+# One job read top to bottom (`ocupredict import-legacy`): split, it would only scatter.
+WHOLE_JOBS = {"app/legacy/importer.py"}
+
+
+def test_no_module_in_app_is_over_400_lines() -> None:
+    too_long = {
+        path.relative_to(ROOT).as_posix(): count
+        for path in sorted((ROOT / "app").rglob("*.py"))
+        if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+        and path.relative_to(ROOT).as_posix() not in WHOLE_JOBS
+    }
+    assert not too_long, f"split these along their seams: {too_long}"
