@@ -63,7 +63,11 @@ def cmd_serve_nginx(settings: Settings, args: argparse.Namespace) -> int:
 
     configure_logging(settings.log_level, settings.json_logs)
     socket_dir = Path(args.socket_dir or tempfile.mkdtemp(prefix="ocupredict-run-")).resolve()
-    supervisor = Supervisor(settings, args.processes, args.host, args.port, socket_dir)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("serve-nginx: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    tls = (args.tls_cert.resolve(), args.tls_key.resolve()) if args.tls_cert else None
+    supervisor = Supervisor(settings, args.processes, args.host, args.port, socket_dir, tls=tls)
     return supervisor.run()
 
 
@@ -240,6 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Unix sockets, nginx's config, pid and temp files, metrics (default: a new "
         "temporary directory)",
     )
+    nginx.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=None,
+        help="PEM certificate (chain): HTTPS with HTTP/2 on --port, TLS 1.2 and 1.3 only; "
+        "plain HTTP there is redirected to https",
+    )
+    nginx.add_argument("--tls-key", type=Path, default=None, help="the certificate's PEM key")
     nginx.set_defaults(func=cmd_serve_nginx)
 
     migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade)")

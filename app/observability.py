@@ -19,7 +19,8 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.kit.client_ip import resolve_client_ip, trusted_networks
+from app.kit.client_ip import peer_is_trusted, resolve_client_ip, trusted_networks
+from app.kit.forwarded import forwarded_origin
 from app.metrics import observe_http
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
@@ -136,9 +137,17 @@ client_ip_var: ContextVar[str | None] = ContextVar("client_ip", default=None)
 
 
 class ClientIpMiddleware:
-    """Resolves the client IP once per request (app.kit.client_ip: the socket peer, or the
-    client a trusted proxy names; a Unix-socket peer is the local proxy) into
-    `client_ip_var` and the request's state (`client_ip`), which every reader uses."""
+    """What a trusted proxy says about the client, applied once per request:
+
+    - the client IP (app.kit.client_ip: the socket peer, or the client a trusted proxy
+      names; a Unix-socket peer is the local proxy) into `client_ip_var` and the
+      request's state (`client_ip`), which the rate limits, /metrics, the logs and the
+      audit trail all read;
+    - from a trusted peer only, the scheme and host the client used (X-Forwarded-Proto,
+      X-Forwarded-Host, Forwarded: app.kit.forwarded) become the request's, so every
+      absolute URL the API returns (image_url, ...) is the one the client can reach:
+      https behind a TLS-terminating proxy.
+    """
 
     def __init__(self, app: ASGIApp, trusted_proxies: tuple[str, ...] = ()) -> None:
         self.app = app
@@ -149,16 +158,43 @@ class ClientIpMiddleware:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        forwarded = [
-            v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-forwarded-for"
-        ]
-        ip = resolve_client_ip(client[0] if client else None, forwarded, self.trusted)
+        peer = client[0] if client else None
+        headers: dict[bytes, list[str]] = {}
+        for name, value in scope.get("headers", []):
+            if name in _PROXY_HEADERS:
+                headers.setdefault(name, []).append(value.decode("latin-1"))
+        ip = resolve_client_ip(peer, headers.get(b"x-forwarded-for", []), self.trusted)
         scope.setdefault("state", {})["client_ip"] = ip
+        if peer_is_trusted(peer, self.trusted) and (
+            b"x-forwarded-proto" in headers
+            or b"x-forwarded-host" in headers
+            or b"forwarded" in headers
+        ):
+            _apply_origin(scope, headers)
         token = client_ip_var.set(ip)
         try:
             await self.app(scope, receive, send)
         finally:
             client_ip_var.reset(token)
+
+
+_PROXY_HEADERS = frozenset(
+    (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded")
+)
+
+
+def _apply_origin(scope: Scope, headers: dict[bytes, list[str]]) -> None:
+    origin = forwarded_origin(
+        headers.get(b"x-forwarded-proto", []),
+        headers.get(b"x-forwarded-host", []),
+        headers.get(b"forwarded", []),
+    )
+    if origin.scheme is not None:
+        scope["scheme"] = origin.scheme
+    if origin.host is not None:
+        host = origin.host.encode("latin-1")
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"host"]
+        scope["headers"].append((b"host", host))
 
 
 def route_template(scope: Scope) -> str:

@@ -31,7 +31,7 @@ from app.deploy.nginx import compose_rendering
 from app.errors import too_large_message
 from app.security import keyed_digest
 from tests.support.auth import AUTH, PASSWORD, bearer, next_code
-from tests.support.harness import ROOT, TEST_JWT_SECRET
+from tests.support.harness import ROOT, TEST_JWT_SECRET, stack_env
 from tests.support.mail import Mailbox
 from tests.support.predict import post_image
 
@@ -66,30 +66,8 @@ def stack(
     images_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[NginxStack]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEST_")}
-    env.update(
-        {
-            "ENVIRONMENT": "development",
-            "DATABASE_URL": database_url,
-            "JWT_SECRET_KEY": TEST_JWT_SECRET,
-            "STORAGE_BACKEND": "local",
-            "LOCAL_STORAGE_DIR": str(images_dir),
-            "MAIL_BACKEND": "smtp",
-            "MAIL_SERVER": smtp_server.host,
-            "MAIL_PORT": str(smtp_server.port),
-            "MAIL_STARTTLS": "false",
-            "MAIL_SSL_TLS": "false",
-            "MODEL_CACHE_DIR": str(model_cache_dir),
-            "INFERENCE_BACKEND": "torch",
-            "PASSWORD_HASH_TIME_COST": "1",
-            "PASSWORD_HASH_MEMORY_KIB": "1024",
-            "PASSWORD_HASH_PARALLELISM": "1",
-            "IP_MAX_FAILURES": str(IP_LIMIT),
-            "SHUTDOWN_TIMEOUT_SECONDS": "60",
-        }
-    )
-    for name in ("MODEL_SOURCE", "MODEL_S3_KEY", "TRUSTED_PROXIES", "METRICS_ALLOWED"):
-        env.pop(name, None)
+    env = stack_env(database_url, smtp_server, model_cache_dir, images_dir)
+    env["IP_MAX_FAILURES"] = str(IP_LIMIT)
     directory = tmp_path_factory.mktemp("stack")
     harness = NginxStack(env, processes=2, socket_dir=directory / "run", cwd=directory)
     with harness:

@@ -81,7 +81,9 @@ class NginxStack:
         cwd: Path | None = None,
         log_path: Path | None = None,
         api_prefix: str = "/api/v1",
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
+        """`tls`: (certificate, key) for serve-nginx --tls-cert/--tls-key (https URLs)."""
         self.env = env
         self.processes = processes
         self.socket_dir = socket_dir or Path(tempfile.mkdtemp(prefix="ocupredict-stack-"))
@@ -92,10 +94,12 @@ class NginxStack:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._started_pids: set[int] = set()
+        self.tls = tls
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -112,6 +116,8 @@ class NginxStack:
         args = [sys.executable, "-m", "app.cli", "serve-nginx", "--processes"]
         args += [str(self.processes), "--host", "127.0.0.1", "--port", str(self.port)]
         args += ["--socket-dir", str(self.socket_dir)]
+        if self.tls:
+            args += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 args, env=env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT

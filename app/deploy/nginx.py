@@ -36,6 +36,44 @@ class NginxParams:
     access_log: str | None = None  # default: runtime_dir/nginx-access.log
     model_max_upload_mb: int = 500  # POST {api_prefix}/admin/models (MODEL_MAX_UPLOAD_MB)
     api_prefix: str = "/api/v1"
+    trusted_proxies: tuple[str, ...] = ()  # TRUSTED_PROXIES: whose X-Forwarded-* count
+    tls_cert: Path | None = None  # with tls_key: HTTPS (and HTTP/2) on `listen`
+    tls_key: Path | None = None
+
+
+# Mozilla's "intermediate" profile (TLS 1.2 and 1.3; the 1.2 suites with forward secrecy
+# and AEAD), without the DHE suites that would need a dhparam file.
+TLS_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+
+
+def tls_block(cert: Path, key: Path) -> str:
+    return (
+        "\n".join(
+            f"        {line}"
+            for line in (
+                f"ssl_certificate {cert};",
+                f"ssl_certificate_key {key};",
+                "ssl_protocols TLSv1.2 TLSv1.3;",
+                f"ssl_ciphers {TLS_CIPHERS};",
+                "ssl_prefer_server_ciphers off;",
+                "ssl_session_timeout 1d;",
+                "ssl_session_cache shared:ocupredict_tls:10m;",
+                "ssl_session_tickets off;",
+                "# Plain HTTP sent to the TLS port: redirected to https, same host and port.",
+                "error_page 497 =301 https://$host:$server_port$request_uri;",
+            )
+        )
+        + "\n"
+    )
 
 
 def socket_path(socket_dir: Path, index: int) -> Path:
@@ -45,6 +83,9 @@ def socket_path(socket_dir: Path, index: int) -> Path:
 def render(params: NginxParams) -> str:
     template = files("app.deploy").joinpath("nginx.conf.template").read_text("utf-8")
     upstream_keepalive = max(1, min(60, params.keep_alive_seconds - 5))
+    if (params.tls_cert is None) != (params.tls_key is None):
+        raise ValueError("TLS needs both a certificate and its key")
+    tls = params.tls_cert is not None
     values = {
         "process_count": str(len(params.sockets)),
         "user_line": f"user {params.user};\n" if params.user else "",
@@ -56,6 +97,11 @@ def render(params: NginxParams) -> str:
         ),
         "upstream_keepalive": str(upstream_keepalive),
         "listen": params.listen,
+        "listen_tls": " ssl http2" if tls else "",
+        "tls": tls_block(params.tls_cert, params.tls_key)
+        if params.tls_cert and params.tls_key
+        else "",
+        "trusted_proxies": "\n".join(f"        {net} 1;" for net in params.trusted_proxies),
         "max_body_bytes": str(params.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD),
         "max_upload_mb": str(params.max_upload_mb),
         "model_max_body_bytes": str(params.model_max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD),

@@ -57,6 +57,7 @@ class Supervisor:
     host: str
     port: int
     socket_dir: Path
+    tls: tuple[Path, Path] | None = None  # (certificate, key): HTTPS on the port
     workers: list[Worker] = field(default_factory=list)
     nginx: subprocess.Popen[bytes] | None = None
     stopping: bool = False
@@ -93,6 +94,9 @@ class Supervisor:
                 keep_alive_seconds=self.settings.keep_alive_seconds,
                 model_max_upload_mb=self.settings.model_max_upload_mb,
                 api_prefix=self.settings.api_prefix,
+                trusted_proxies=tuple(self.settings.trusted_proxies),
+                tls_cert=self.tls[0] if self.tls else None,
+                tls_key=self.tls[1] if self.tls else None,
                 user=pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None,
             )
         )

@@ -35,6 +35,14 @@ def in_networks(address: IpAddress, networks: Iterable[Network]) -> bool:
     return any(address in network for network in networks)
 
 
+def peer_is_trusted(peer: str | None, trusted: tuple[Network, ...]) -> bool:
+    """A Unix-socket peer (None: nginx on this host) or an address in TRUSTED_PROXIES."""
+    if peer is None:
+        return True
+    address = parse_ip(peer)
+    return address is not None and in_networks(address, trusted)
+
+
 def resolve_client_ip(
     peer: str | None, forwarded_for: list[str], trusted: tuple[Network, ...]
 ) -> str:

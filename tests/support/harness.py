@@ -5,6 +5,7 @@ runs its own event loop, the settings that reach the moto S3 server, and the typ
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ import httpx
 from pydantic import SecretStr
 
 from app.config import Settings
+from tests.support.mail import Mailbox
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
@@ -48,3 +50,35 @@ def s3_test_settings(endpoint: str, **overrides: Any) -> Settings:
         aws_secret_access_key=SecretStr(S3_TEST_KEY),
         **overrides,
     )
+
+
+def stack_env(
+    database_url: str, smtp: Mailbox, model_cache_dir: Path, images_dir: Path
+) -> dict[str, str]:
+    """The environment of a real `ocupredict serve-nginx` under test: the suite's
+    database, the local image store, mail to the test's SMTP capture, demo weights,
+    cheap password hashing, no trusted proxies."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEST_")}
+    env.update(
+        {
+            "ENVIRONMENT": "development",
+            "DATABASE_URL": database_url,
+            "JWT_SECRET_KEY": TEST_JWT_SECRET,
+            "STORAGE_BACKEND": "local",
+            "LOCAL_STORAGE_DIR": str(images_dir),
+            "MAIL_BACKEND": "smtp",
+            "MAIL_SERVER": smtp.host,
+            "MAIL_PORT": str(smtp.port),
+            "MAIL_STARTTLS": "false",
+            "MAIL_SSL_TLS": "false",
+            "MODEL_CACHE_DIR": str(model_cache_dir),
+            "INFERENCE_BACKEND": "torch",
+            "PASSWORD_HASH_TIME_COST": "1",
+            "PASSWORD_HASH_MEMORY_KIB": "1024",
+            "PASSWORD_HASH_PARALLELISM": "1",
+            "SHUTDOWN_TIMEOUT_SECONDS": "60",
+        }
+    )
+    for name in ("MODEL_SOURCE", "MODEL_S3_KEY", "TRUSTED_PROXIES", "METRICS_ALLOWED"):
+        env.pop(name, None)
+    return env
