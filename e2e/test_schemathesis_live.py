@@ -248,3 +248,60 @@ def test_admin_operation(case: schemathesis.Case) -> None:
 @schema.parametrize()
 def test_operation(case: schemathesis.Case) -> None:
     _run(case, case.operation.label)
+
+
+# --------------------------------------------------------------------------- chosen extremes
+
+# Cases a fuzzer reaches only by luck: dates at the ends of the calendar (a +14:00 offset
+# on year 1, the last day of year 9999), a cursor beyond the id range, and a body far over
+# MAX_BODY_KB. Each must be an answer the schema declares (422, 413), never a 500.
+EXTREME_DATES = (
+    {"date_to": "9999-12-31"},
+    {"date_from": "0001-01-01T00:00:00+14:00"},
+    {"date_from": "0001-01-01", "tz": "Pacific/Kiritimati"},
+    {"date_to": "9999-12-31T23:59:59-12:00"},
+)
+EXTREME_CASES: list[tuple[str, str, dict[str, str], dict[str, Any]]] = [
+    *(("/api/v1/history", "GET", AUTH_HEADERS, {"query": q}) for q in EXTREME_DATES),
+    *(("/api/v1/admin/audit", "GET", ADMIN_HEADERS, {"query": q}) for q in EXTREME_DATES),
+    *(("/api/v1/admin/audit/export", "GET", ADMIN_HEADERS, {"query": q}) for q in EXTREME_DATES),
+    *(
+        ("/api/v1/admin/models/{version}/metrics", "GET", ADMIN_HEADERS, {"query": q})
+        for q in EXTREME_DATES
+    ),
+    ("/api/v1/admin/audit", "GET", ADMIN_HEADERS, {"query": {"cursor": "9223372036854775808"}}),
+    ("/api/v1/auth/me/activity", "GET", AUTH_HEADERS, {"query": {"cursor": "9" * 19}}),
+    (
+        "/api/v1/auth/refresh",
+        "POST",
+        {},
+        {"body": {"refresh_token": "x" * (2 * 1024 * 1024)}, "media_type": "application/json"},
+    ),
+    (
+        "/api/v1/auth/register",
+        "POST",
+        {},
+        {"body": {"email": "big@example.com", "password": "p" * 3_000_000, "name": "Big"}},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "headers", "parts"),
+    EXTREME_CASES,
+    ids=[
+        f"{m} {p} {sorted(parts.get('query', {}).items()) or 'large body'}"
+        for p, m, _, parts in EXTREME_CASES
+    ],
+)
+def test_chosen_extremes(
+    path: str, method: str, headers: dict[str, str], parts: dict[str, Any]
+) -> None:
+    case = schema[path][method].Case(
+        path_parameters={"version": ACTIVE_VERSION} if "{version}" in path else None, **parts
+    )
+    response = case.call_and_validate(checks=CHECKS, headers=headers, allow_redirects=False)
+    label = f"{method} {path} [extreme]"
+    CASES[label] += 1
+    STATUSES.setdefault(label, Counter())[response.status_code] += 1
+    assert response.status_code in (413, 422), response.text[:300]
