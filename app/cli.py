@@ -33,6 +33,9 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.observability import configure_logging, uvicorn_log_config
+
+    configure_logging(settings.log_level, settings.json_logs)
     workers = args.workers or settings.web_workers
     # The worker processes read their settings from the environment: tell them how many
     # share this host, so their inference threads add up to the cores, not a multiple.
@@ -44,6 +47,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         port=args.port,
         workers=workers,
         proxy_headers=False,  # client IPs come from TRUSTED_PROXIES handling in the app
+        # One log format: uvicorn's loggers through ours, in this process and in each
+        # worker process it spawns; its access log off (the app writes one line a request,
+        # with the route template: never a query string, which may carry a signature).
+        log_config=uvicorn_log_config(settings.log_level, settings.json_logs),
+        access_log=False,
         log_level=settings.log_level.lower(),
         timeout_keep_alive=settings.keep_alive_seconds,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),

@@ -256,6 +256,19 @@ def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real weights file (the service's architecture, seeded untrained values) for a
+    process that must not run on demo weights: MODEL_SOURCE in production."""
+    import torch
+
+    from app.inference.network import seeded_state_dict
+
+    path = tmp_path_factory.mktemp("weights") / "eye.pth"
+    torch.save(seeded_state_dict(4, seed=7), path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def base_settings(
     database_url: str,
     smtp_server: Mailbox,
@@ -287,6 +300,15 @@ def base_settings(
         "password_hash_memory_kib": 1024,
         "password_hash_parallelism": 1,
     }
+
+
+def process_env(settings: dict[str, Any], **overrides: Any) -> dict[str, str]:
+    """The environment of a server subprocess (`ocupredict serve`) with these settings:
+    this process's environment less the suite's TEST_* variables, plus each setting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEST_")}
+    for name, value in {**settings, **overrides}.items():
+        env[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
 
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]

@@ -1,5 +1,7 @@
 """Logs: JSON lines in production shape, readable text in development, and no secret in
-either over a whole flow (register, verify, login, forgot/reset, predict, image URL).
+either over a whole flow (register, verify, login, forgot/reset, predict, image URL); and
+`ocupredict serve` itself (a real process, uvicorn's own lines included) writes nothing but
+JSON lines in production, text in development, and no query string of a signed URL.
 Runs on the suite's database (SQLite, or MariaDB with TEST_DATABASE_URL)."""
 
 from __future__ import annotations
@@ -7,14 +9,21 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from app.config import Settings
-from app.observability import make_formatter
-from tests.conftest import TEST_JWT_SECRET, ClientFactory, Mailbox
+from app.deploy.harness import ServeProcess
+from app.observability import RedactSecrets, make_formatter, redact
+from tests.conftest import TEST_JWT_SECRET, ClientFactory, Mailbox, process_env
+from tests.fundus import encoded, fundus
+from tests.logs import assert_no_secret, json_lines, secrets_of, text_lines
 from tests.test_auth_support import AUTH, NEW_PASSWORD, PASSWORD, bearer, next_code
 from tests.test_predict import jpeg
 
@@ -153,3 +162,137 @@ async def test_metrics_403_from_addresses_not_allowed(make_client: ClientFactory
     async with make_client() as client:
         response = await client.get("/api/v1/metrics")  # not under the API prefix
         assert response.status_code == 404
+
+
+# --------------------------------------------------------------------------- redaction
+
+
+def test_redaction_removes_signatures_tokens_codes_and_bearer_credentials() -> None:
+    cases = {
+        "GET /api/v1/history/3/image?expires=17&signature=Ab-9_x HTTP/1.1": "signature=Ab-9_x",
+        "https://s3/bucket/k?X-Amz-Signature=ff00&X-Amz-Security-Token=IQo": "ff00",
+        "callback?code=123456&state=x": "123456",
+        "reset?token=s3cr3t": "s3cr3t",
+        "form username=a@b.c&password=hunter22": "hunter22",
+        "Authorization: Bearer abc.def-ghi": "abc.def-ghi",
+        '{"access_token": "tok-1", "refresh_token":"tok-2"}': "tok-",
+        "sent eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl to": "eyJ",
+    }
+    for text, secret in cases.items():
+        assert secret not in redact(text), text
+        assert "[REDACTED]" in redact(text)
+    # What is not a secret stays as it was.
+    for text in ("returncode=1", "GET /history/{id}/image 200", "codes=2 tokens: none"):
+        assert redact(text) == text
+
+
+def test_the_filter_redacts_a_message_and_its_args() -> None:
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "fetched %s for %s", ("/i?signature=zz9", "Bearer qq"), None
+    )
+    assert RedactSecrets().filter(record)
+    assert record.getMessage() == "fetched /i?signature=[REDACTED] for Bearer [REDACTED]"
+    plain = logging.LogRecord("x", logging.INFO, __file__, 1, "%d images", (3,), None)
+    RedactSecrets().filter(plain)
+    assert (plain.msg, plain.args) == ("%d images", (3,))  # untouched: nothing to hide
+    try:
+        raise RuntimeError("GET https://bucket/x?X-Amz-Signature=beef failed")
+    except RuntimeError:
+        failed = logging.LogRecord("x", logging.ERROR, __file__, 1, "oops", None, sys.exc_info())
+    failed.request_id, failed.user_id = "-", None
+    for json_logs in (True, False):
+        failed.exc_text = None
+        assert "beef" not in make_formatter(json_logs).format(failed)
+
+
+# --------------------------------------------------------------------------- `serve`
+
+
+API = "/api/v1"
+
+
+async def _register_to_image(base_url: str, mailbox: Mailbox, email: str) -> list[str]:
+    """register -> verify (code by mail) -> login -> predict -> the signed image URL (and a
+    tampered one); the secrets that went over the wire."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+        response = await client.post(
+            f"{AUTH}/register", json={"email": email, "password": PASSWORD, "name": "Eva"}
+        )
+        assert response.status_code == 201, response.text
+        code = await next_code(mailbox, email, 1)
+        response = await client.post(f"{AUTH}/verify", json={"email": email, "code": code})
+        assert response.status_code == 200, response.text
+        verified = response.json()
+        response = await client.post(
+            f"{AUTH}/login", data={"username": email, "password": PASSWORD}
+        )
+        assert response.status_code == 200, response.text
+        login = response.json()
+        response = await client.post(
+            f"{API}/predict",
+            files={"file": ("eye.jpg", encoded(fundus(384)), "image/jpeg")},
+            headers=bearer(login["access_token"]),
+        )
+        assert response.status_code == 201, response.text
+        url = response.json()["image_url"]
+        response = await client.get(url)  # no bearer token: the signature authorizes
+        assert response.status_code == 200 and response.content[:2] == b"\xff\xd8"
+        signature = parse_qs(urlsplit(url).query)["signature"][0]
+        tampered = url.replace(signature, "0" * len(signature))
+        assert (await client.get(tampered)).status_code == 404
+    return secrets_of(verified, login, others=[code, signature, PASSWORD, TEST_JWT_SECRET])
+
+
+@pytest.fixture
+def serve_env(base_settings: dict[str, Any], weights_file: Path) -> dict[str, str]:
+    """`ocupredict serve` in production: a real JWT secret and weights, OWASP's Argon2
+    minimum, mail to the suite's aiosmtpd, the suite's database."""
+    return process_env(
+        base_settings,
+        environment="production",
+        model_source=weights_file,
+        password_hash_time_cost=2,
+        password_hash_memory_kib=19456,
+        log_level="INFO",
+        log_format="auto",
+    )
+
+
+async def test_serve_in_production_writes_only_json_lines_and_no_signature(
+    serve_env: dict[str, str], mailbox: Mailbox, tmp_path: Path
+) -> None:
+    server = ServeProcess(serve_env, workers=2, cwd=tmp_path)
+    with server:
+        server.wait_ready()
+        secrets = await _register_to_image(server.base_url, mailbox, "json-serve@example.com")
+    text = server.log_text()
+    assert server.proc is not None and server.proc.returncode == 0, text[-3000:]
+    lines = json_lines(text)
+    assert_no_secret(text, secrets)
+    # uvicorn's own lines (parent and both workers) came through our formatter ...
+    started = [line for line in lines if line["message"] == "Application startup complete."]
+    assert len(started) == 2 and all(line["logger"] == "uvicorn.error" for line in started)
+    assert any(line["message"].startswith("Uvicorn running on") for line in lines)
+    # ... and its access log did not: one access line per request, ours, with the route.
+    access = [line for line in lines if line["logger"] == "ocupredict.access"]
+    routes = [(line["method"], line["route"], line["status"]) for line in access]
+    image = [r for r in routes if r[1].endswith("/history/{id}/image")]
+    assert sorted(s for _, _, s in image) == [200, 404], routes
+    assert not any(line["logger"] == "uvicorn.access" for line in lines)
+
+
+async def test_serve_in_development_writes_readable_text(
+    serve_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**serve_env, "ENVIRONMENT": "development"}
+    server = ServeProcess(env, workers=1, cwd=tmp_path)
+    with server:
+        server.wait_ready()
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            response = await client.get(f"{API}/history/1/image?expires=1&signature=abcdef")
+            assert response.status_code == 404
+    text = server.log_text()
+    lines = text_lines(text)  # every line, uvicorn's included, in the development format
+    assert any(" uvicorn.error: Application startup complete." in line for line in lines)
+    assert any(" ocupredict.access: GET " in line and "/image 404" in line for line in lines)
+    assert "abcdef" not in text and "signature=" not in text
