@@ -205,6 +205,41 @@ def test_the_filter_redacts_a_message_and_its_args() -> None:
         assert "beef" not in make_formatter(json_logs).format(failed)
 
 
+def test_nginx_error_lines_are_relayed_at_their_level_without_query_strings() -> None:
+    from app.deploy.nginx import relay_error_log
+
+    stderr = io.BytesIO(
+        b"2026/01/02 03:04:05 [error] 41#0: *7 client intended to send too large body: "
+        b'9 bytes, client: 127.0.0.1, server: _, request: "POST /api/v1/history/1/image'
+        b'?expires=1&signature=s1g HTTP/1.1", upstream: "http://unix:/r/o.sock:/x?code=12"\n'
+        b'nginx: [warn] the "user" directive makes sense only as root\n'
+        b"2026/01/02 03:04:06 [warn] 41#0: *8 a client request body is buffered to a "
+        b'temporary file /run/client_body/01, request: "POST /api/v1/predict HTTP/1.1"\n'
+        b"\n"
+        b"something nginx never says\n"
+    )
+    records: list[logging.LogRecord] = []
+    logger = logging.getLogger("test.nginx.relay")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        relay_error_log(stderr, logger)
+    finally:
+        logger.removeHandler(handler)
+    assert [(r.levelno, r.getMessage()[:40]) for r in records] == [
+        (logging.ERROR, "nginx: 41#0: *7 client intended to send "),
+        (logging.WARNING, 'nginx: the "user" directive makes sense '),
+        (logging.DEBUG, "nginx: 41#0: *8 a client request body is"),
+        (logging.WARNING, "nginx: something nginx never says"),
+    ]
+    first = records[0].getMessage()
+    assert 'request: "POST /api/v1/history/1/image HTTP/1.1"' in first
+    assert "s1g" not in first and "?" not in first and "code=" not in first
+
+
 # --------------------------------------------------------------------------- `serve`
 
 
