@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -326,8 +327,13 @@ async def test_serve_with_two_workers_in_development_writes_readable_text(
     same policy (here the development format)."""
     env = {**serve_env, "ENVIRONMENT": "development"}
     server = ServeProcess(env, workers=2, cwd=tmp_path)
+    started = " uvicorn.error: Application startup complete."
     with server:
-        server.wait_ready()
+        server.wait_ready()  # one worker answers; the other may still be starting
+        deadline = time.monotonic() + 180
+        while server.log_text().count(started) < 2:
+            assert time.monotonic() < deadline, server.log_text()
+            time.sleep(0.2)
         async with httpx.AsyncClient(base_url=server.base_url) as client:
             for _ in range(4):
                 response = await client.get(f"{API}/history/1/image?expires=1&signature=abcdef")
@@ -336,7 +342,7 @@ async def test_serve_with_two_workers_in_development_writes_readable_text(
     lines = text_lines(text)  # every line, uvicorn's included, in the development format
     assert any(" uvicorn.error: Started parent process " in line for line in lines)
     assert any(" uvicorn.error: Stopping parent process " in line for line in lines)
-    started = [line for line in lines if " uvicorn.error: Started server process " in line]
-    assert len(started) == 2  # one per worker
+    workers = [line for line in lines if " uvicorn.error: Started server process " in line]
+    assert len(workers) == 2
     assert sum(" ocupredict.access: GET /history/{id}/image 404" in line for line in lines) == 4
     assert "abcdef" not in text and "signature=" not in text
