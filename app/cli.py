@@ -25,8 +25,14 @@ def _alembic_config(settings: Settings):  # type: ignore[no-untyped-def]
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from alembic import command
+    from app.observability import configure_logging
 
-    command.upgrade(_alembic_config(settings), args.revision)
+    # Alembic's lines in the service's format (JSON in production: the compose stack runs
+    # `migrate` in the same log stream as the service), not alembic.ini's text.
+    configure_logging(settings.log_level, settings.json_logs)
+    cfg = _alembic_config(settings)
+    cfg.attributes["configure_logger"] = False
+    command.upgrade(cfg, args.revision)
     return 0
 
 
@@ -149,7 +155,7 @@ async def _sweep_images(settings: Settings, older_than_hours: float, dry_run: bo
     from app.services.sweep import sweep_orphan_images
     from app.storage import StorageUnavailable, build_image_store
 
-    configure_logging(settings.log_level)  # one line per orphan found
+    configure_logging(settings.log_level, settings.json_logs)  # one line per orphan found
     engine = make_engine(settings)
     try:
         storage = await build_image_store(settings)
