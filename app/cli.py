@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -301,12 +302,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settings: Settings | None = None
     try:
         settings = Settings()
         settings.check_production()
         return int(args.func(settings, args))
     except ConfigError as exc:
-        print(f"ocupredict: {exc}", file=sys.stderr)
+        if settings is not None and settings.json_logs:
+            # The refusal to start is read where the service's JSON lines are read.
+            from app.observability import configure_logging
+
+            configure_logging(settings.log_level, json_logs=True)
+            logging.getLogger("ocupredict").critical("ocupredict: %s", exc)
+        else:
+            print(f"ocupredict: {exc}", file=sys.stderr)
         return 2
 
 

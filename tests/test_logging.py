@@ -9,7 +9,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -23,7 +25,7 @@ import pytest
 from app.config import Settings
 from app.deploy.harness import ServeProcess
 from app.observability import RedactSecrets, make_formatter, redact
-from tests.conftest import TEST_JWT_SECRET, ClientFactory, Mailbox, process_env
+from tests.conftest import ROOT, TEST_JWT_SECRET, ClientFactory, Mailbox, process_env
 from tests.fundus import encoded, fundus
 from tests.logs import assert_no_secret, json_lines, secrets_of, text_lines
 from tests.test_auth_support import AUTH, NEW_PASSWORD, PASSWORD, bearer, next_code
@@ -318,6 +320,19 @@ async def test_serve_in_production_writes_only_json_lines_and_no_signature(
     image = [r for r in routes if r[1].endswith("/history/{id}/image")]
     assert sorted(s for _, _, s in image) == [200, 404], routes
     assert not any(line["logger"] == "uvicorn.access" for line in lines)
+
+
+def test_a_refusal_to_start_in_production_is_a_json_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "MODEL_", "LOG_"))}
+    env.update(ENVIRONMENT="production", PYTHONPATH=str(ROOT))
+    argv = [sys.executable, "-m", "app.cli", "serve", "--port", "1"]
+    result = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, timeout=60)
+    assert result.returncode == 2
+    (line,) = json_lines(result.stderr.decode() + result.stdout.decode())
+    assert line["level"] == "CRITICAL" and "JWT_SECRET_KEY" in line["message"]
+    env["LOG_FORMAT"] = "text"
+    result = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.startswith(b"ocupredict: refusing")
 
 
 async def test_serve_with_two_workers_in_development_writes_readable_text(
