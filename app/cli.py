@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -25,14 +26,23 @@ def _alembic_config(settings: Settings):  # type: ignore[no-untyped-def]
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from alembic import command
+    from app.observability import configure_logging
 
-    command.upgrade(_alembic_config(settings), args.revision)
+    # Alembic's lines in the service's format (JSON in production: the compose stack runs
+    # `migrate` in the same log stream as the service), not alembic.ini's text.
+    configure_logging(settings.log_level, settings.json_logs)
+    cfg = _alembic_config(settings)
+    cfg.attributes["configure_logger"] = False
+    command.upgrade(cfg, args.revision)
     return 0
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.observability import configure_logging, uvicorn_log_config
+
+    configure_logging(settings.log_level, settings.json_logs)
     workers = args.workers or settings.web_workers
     # The worker processes read their settings from the environment: tell them how many
     # share this host, so their inference threads add up to the cores, not a multiple.
@@ -44,10 +54,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         port=args.port,
         workers=workers,
         proxy_headers=False,  # client IPs come from TRUSTED_PROXIES handling in the app
-        # As app/deploy/worker.py: the app logs one access line per request, and uvicorn's
-        # own lines go to the app's handler (JSON in production, e.g. on Kubernetes).
+        # One log format: uvicorn's loggers through ours, in this process and in each
+        # worker process it spawns; its access log off (the app writes one line a request,
+        # with the route template: never a query string, which may carry a signature).
+        log_config=uvicorn_log_config(settings.log_level, settings.json_logs),
         access_log=False,
-        log_config=None,
         log_level=settings.log_level.lower(),
         timeout_keep_alive=settings.keep_alive_seconds,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
@@ -149,7 +160,7 @@ async def _sweep_images(settings: Settings, older_than_hours: float, dry_run: bo
     from app.services.sweep import sweep_orphan_images
     from app.storage import StorageUnavailable, build_image_store
 
-    configure_logging(settings.log_level)  # one line per orphan found
+    configure_logging(settings.log_level, settings.json_logs)  # one line per orphan found
     engine = make_engine(settings)
     try:
         storage = await build_image_store(settings)
@@ -305,12 +316,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settings: Settings | None = None
     try:
         settings = Settings()
         settings.check_production()
         return int(args.func(settings, args))
     except ConfigError as exc:
-        print(f"ocupredict: {exc}", file=sys.stderr)
+        if settings is not None and settings.json_logs:
+            # The refusal to start is read where the service's JSON lines are read.
+            from app.observability import configure_logging
+
+            configure_logging(settings.log_level, json_logs=True)
+            logging.getLogger("ocupredict").critical("ocupredict: %s", exc)
+        else:
+            print(f"ocupredict: {exc}", file=sys.stderr)
         return 2
 
 

@@ -5,6 +5,15 @@ Development logs readable text; production (or LOG_FORMAT=json) one JSON object 
 (python-json-logger) with time, level, logger, message, request_id, user_id and, on the
 access line, method, route, status and latency_ms. Paths are logged as route templates,
 never with their query strings (a signed image URL carries its signature there).
+
+One policy for every process that serves (`serve` with one or N uvicorn workers, the
+`serve-nginx` supervisor and its workers, the app under tests): every logger, uvicorn's
+own included, goes through one handler with one formatter, so a production process writes
+nothing but JSON lines; uvicorn's access log is off (our access line replaces it); and a
+filter redacts signatures, tokens, codes and bearer credentials from every message, as
+defence in depth (no code of ours logs them). `configure_logging` applies the policy in a
+running process; `uvicorn_log_config` is the same policy as uvicorn's `log_config`, which
+uvicorn applies in its own process and again in each worker process it spawns.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import uuid
 from contextvars import ContextVar
 from typing import Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,29 +55,139 @@ def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
     return record
 
 
+REDACTED = "[REDACTED]"
+_SECRETS = (
+    # query strings and form bodies: ...&signature=..., token=, code=, password=
+    (
+        re.compile(
+            r"(?i)\b(signature|token|access_token|refresh_token|code|password)=[^&\s\"'<>#,;]*"
+        ),
+        rf"\1={REDACTED}",
+    ),
+    # JSON-ish fields: "access_token": "...", refresh_token: ...
+    (
+        re.compile(r"""(?i)(\b(?:access_token|refresh_token)["']?\s*:\s*["']?)[^\s"',}&]+"""),
+        rf"\1{REDACTED}",
+    ),
+    # Authorization: Bearer ... (and a bare bearer credential anywhere)
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
+    # a JWT wherever it stands
+    (re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"), REDACTED),
+)
+# uvicorn's loggers that carry its server messages (to our handler) and its access log (off).
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.asgi")
+UVICORN_ACCESS = "uvicorn.access"
+
+
+def redact(text: str) -> str:
+    """`text` with the values of signatures, tokens, codes, passwords and bearer
+    credentials replaced by [REDACTED]."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites a record whose message (with its args) carries a secret: the message is
+    rendered, redacted and stored without args. Tracebacks are redacted by the formatters."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format: the handler reports it as logging does
+            return True
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+class _RequestContext(logging.Filter):
+    """request_id and user_id on every record, also one made before the record factory
+    was installed (uvicorn logs through our handler before the app exists)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id_var.get()
+            info = request_info_var.get()
+            record.user_id = info.get("user_id") if info else None
+        return True
+
+
+class _TextFormatter(logging.Formatter):
+    def formatException(self, ei: Any) -> str:
+        return redact(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return redact(super().formatStack(stack_info))
+
+
+class _JsonFormatter(JsonFormatter):
+    def formatException(self, ei: Any) -> str:
+        return redact(str(super().formatException(ei)))
+
+    def formatStack(self, stack_info: str) -> str:
+        return redact(str(super().formatStack(stack_info)))
+
+
 def make_formatter(json_logs: bool) -> logging.Formatter:
     if json_logs:
-        return JsonFormatter(
+        return _JsonFormatter(
             JSON_FIELDS,
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             datefmt="%Y-%m-%dT%H:%M:%S%z",
+            # uvicorn's ANSI-coloured copy of its message: not for a log pipeline
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
         )
-    return logging.Formatter(LOG_FORMAT)
+    return _TextFormatter(LOG_FORMAT)
+
+
+def make_handler(json_logs: bool = False) -> logging.Handler:
+    """The one handler of a process: stderr, the policy's formatter, request context and
+    redaction. (Also built by logging.config from `uvicorn_log_config`.)"""
+    handler = logging.StreamHandler()
+    handler._ocupredict = True  # type: ignore[attr-defined]
+    handler.addFilter(_RequestContext())
+    handler.addFilter(RedactSecrets())
+    handler.setFormatter(make_formatter(json_logs))
+    return handler
+
+
+def uvicorn_log_config(level: str, json_logs: bool) -> dict[str, Any]:
+    """The policy as uvicorn's `log_config` (a logging.config dict): uvicorn applies it
+    before it logs anything, in its own process and in each worker process it spawns.
+    Pass `access_log=False` to uvicorn with it."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"ocupredict": {"()": f"{__name__}.make_handler", "json_logs": json_logs}},
+        "root": {"level": level.upper(), "handlers": ["ocupredict"]},
+        "loggers": {
+            **{name: {"handlers": [], "propagate": True} for name in UVICORN_LOGGERS},
+            UVICORN_ACCESS: {"handlers": [], "propagate": False},
+        },
+    }
 
 
 def configure_logging(level: str, json_logs: bool = False) -> None:
-    """Every record carries `request_id`, whichever handler (ours, uvicorn's, pytest's)."""
+    """Applies the policy in this process (idempotent; other handlers on the root logger,
+    such as pytest's, are left alone). Every record carries `request_id`."""
     logging.setLogRecordFactory(_record_with_request_id)
+    logging.captureWarnings(True)  # warnings.warn() through the handler, not bare stderr
     root = logging.getLogger()
     ours = [h for h in root.handlers if getattr(h, "_ocupredict", False)]
     if not ours:
-        handler: logging.Handler = logging.StreamHandler()
-        handler._ocupredict = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-        ours = [handler]
+        root.addHandler(make_handler(json_logs))
     for handler in ours:
         handler.setFormatter(make_formatter(json_logs))
     root.setLevel(level.upper())
+    # uvicorn's defaults (its own text handlers) when it was started some other way.
+    for name in UVICORN_LOGGERS:
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    access = logging.getLogger(UVICORN_ACCESS)
+    access.handlers.clear()
+    access.propagate = False
 
 
 def set_user_id(user_id: int) -> None:

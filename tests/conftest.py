@@ -187,6 +187,19 @@ def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real weights file (the service's architecture, seeded untrained values) for a
+    process that must not run on demo weights: MODEL_SOURCE in production."""
+    import torch
+
+    from app.inference.network import seeded_state_dict
+
+    path = tmp_path_factory.mktemp("weights") / "eye.pth"
+    torch.save(seeded_state_dict(4, seed=7), path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def base_settings(
     database_url: str,
     smtp_server: Mailbox,

@@ -1,6 +1,7 @@
 """The production shape for real: `ocupredict serve-nginx` (Debian's nginx in front of two
 single-process uvicorns on Unix sockets) started by the shared harness, on the suite's
-database (SQLite or TEST_DATABASE_URL's MariaDB), mail to the aiosmtpd capture server.
+database (SQLite or TEST_DATABASE_URL's MariaDB), mail to the aiosmtpd capture server,
+with ENVIRONMENT=production (real weights, JSON logs: every line it writes is checked).
 
 The stack is started once for the module; the last test stops it with uploads in flight
 (the drain test), and the harness fails if anything it started is still running.
@@ -14,9 +15,12 @@ import io
 import os
 import re
 import signal
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -32,6 +36,7 @@ from app.errors import too_large_message
 from app.security import keyed_digest
 from tests.support.auth import AUTH, PASSWORD, bearer, next_code
 from tests.support.harness import ROOT, TEST_JWT_SECRET, stack_env
+from tests.support.logs import assert_no_secret, json_lines, secrets_of
 from tests.support.mail import Mailbox
 from tests.support.predict import post_image
 
@@ -64,10 +69,23 @@ def stack(
     smtp_server: Mailbox,
     model_cache_dir: Path,
     images_dir: Path,
+    weights_file: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[NginxStack]:
     env = stack_env(database_url, smtp_server, model_cache_dir, images_dir)
-    env["IP_MAX_FAILURES"] = str(IP_LIMIT)
+    env.update(
+        {
+            # Production: every line the stack writes must be JSON (the last test reads
+            # them all), with real weights and Argon2 at OWASP's minimum.
+            "ENVIRONMENT": "production",
+            "PASSWORD_HASH_TIME_COST": "2",
+            "PASSWORD_HASH_MEMORY_KIB": "19456",
+            "IP_MAX_FAILURES": str(IP_LIMIT),
+            "LOG_LEVEL": "INFO",
+            "MODEL_SOURCE": str(weights_file),
+        }
+    )
+    env.pop("LOG_FORMAT", None)
     directory = tmp_path_factory.mktemp("stack")
     harness = NginxStack(env, processes=2, socket_dir=directory / "run", cwd=directory)
     with harness:
@@ -180,6 +198,77 @@ async def test_request_id_passes_through_when_sane_and_is_made_otherwise(
     # nginx logs the same id it passed on.
     access = (stack.socket_dir / "nginx-access.log").read_text(encoding="utf-8")
     assert '"request_id":"abc-123.x_Y"' in access and f'"request_id":"{first}"' in access
+
+
+def oversized_post(port: int, target: str) -> bytes:
+    """A POST whose Content-Length nginx refuses from the header alone (413, and an error
+    log line that names the request line, query string and all)."""
+    request = f"POST {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 999999999\r\n"
+    with socket.create_connection(("127.0.0.1", port), 10) as sock:
+        sock.sendall(f"{request}Connection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+async def test_a_production_flow_logs_only_json_and_no_signature(
+    stack: NginxStack, mailbox: Mailbox
+) -> None:
+    """register -> verify -> login -> predict -> the signed image URL through nginx: every
+    line serve-nginx wrote (supervisor, both uvicorns, nginx's error log) is a JSON object,
+    nginx's access log too, and none holds the signature, a token or the code."""
+    email = "json-logs@example.com"
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as client:
+        response = await client.post(
+            f"{AUTH}/register", json={"email": email, "password": PASSWORD, "name": "Ana"}
+        )
+        assert response.status_code == 201, response.text
+        code = await next_code(mailbox, email, 1)
+        response = await client.post(f"{AUTH}/verify", json={"email": email, "code": code})
+        assert response.status_code == 200, response.text
+        verified = response.json()
+        response = await client.post(
+            f"{AUTH}/login", data={"username": email, "password": PASSWORD}
+        )
+        assert response.status_code == 200, response.text
+        login = response.json()
+        response = await client.post(
+            f"{API}/predict",
+            files={"file": ("eye.jpg", unique_jpeg(77), "image/jpeg")},
+            headers=bearer(login["access_token"]),
+        )
+        assert response.status_code == 201, response.text
+        url = urlsplit(response.json()["image_url"])
+        response = await client.get(f"{url.path}?{url.query}")  # the signature authorizes
+        assert response.status_code == 200, response.text
+    # nginx itself logs an error that names the request line with the signed query.
+    assert oversized_post(stack.port, f"{url.path}?{url.query}").startswith(b"HTTP/1.1 413")
+    deadline = time.monotonic() + 10
+    while "client intended to send too large body" not in stack.log_tail(400):
+        assert time.monotonic() < deadline, stack.log_tail()
+        time.sleep(0.05)
+
+    signature = parse_qs(url.query)["signature"][0]
+    secrets = secrets_of(verified, login, others=[code, signature, PASSWORD, TEST_JWT_SECRET])
+    text = stack.log_path.read_text(encoding="utf-8")
+    lines = json_lines(text)
+    assert_no_secret(text, secrets)
+    loggers = {line["logger"] for line in lines}
+    assert {"ocupredict.supervisor", "uvicorn.error", "ocupredict.access"} <= loggers
+    refused = [line for line in lines if "too large body" in line["message"]]
+    assert refused[-1]["logger"] == "ocupredict.nginx" and refused[-1]["level"] == "ERROR"
+    assert f'"POST {url.path} HTTP/1.1"' in refused[-1]["message"]  # the path, no query
+    image = [
+        line
+        for line in lines
+        if line["logger"] == "ocupredict.access" and line["route"].endswith("/{id}/image")
+    ]
+    assert 200 in [line["status"] for line in image]
+    access = (stack.socket_dir / "nginx-access.log").read_text(encoding="utf-8")
+    uris = [line["uri"] for line in json_lines(access)]
+    assert url.path in uris and not any("?" in uri for uri in uris)
+    assert_no_secret(access, secrets)
 
 
 async def test_nginx_refuses_a_too_large_body_in_the_apps_envelope(
@@ -422,3 +511,14 @@ async def test_sigterm_with_50_uploads_in_flight_loses_nothing(
     ]
     assert shutting or all(isinstance(r, OSError) for r in readiness), readiness
     print(f"drain: {statuses}, readiness right after SIGTERM: {readiness}")
+
+
+def test_everything_serve_nginx_wrote_from_start_to_stop_is_json(stack: NginxStack) -> None:
+    """After the stop (the drain test's, or this one's when run alone): the whole output of
+    serve-nginx, a killed and restarted process and nginx's errors included, is JSON lines
+    without a query string of a signed URL."""
+    assert stack.stop() == 0
+    text = stack.log_path.read_text(encoding="utf-8")
+    lines = json_lines(text)
+    assert_no_secret(text, [])
+    assert lines[-1]["logger"] == "ocupredict.supervisor" and lines[-1]["message"] == "stopped"

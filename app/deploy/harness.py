@@ -6,6 +6,8 @@ cleanly: shared by the tests, e2e/run.py and bench/soak.py.
         httpx.get(stack.url("/api/v1/health/ready"))
         stack.pids()        # {index: pid} of the uvicorn processes now
     # here nothing of it runs any more (stop() raises if something did not stop)
+
+`ServeProcess` does the same for `ocupredict serve` (uvicorn alone, one or N workers).
 """
 
 from __future__ import annotations
@@ -209,6 +211,91 @@ class NginxStack:
         return self.proc.returncode
 
     def __enter__(self) -> NginxStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ServeProcess:
+    """`ocupredict serve --workers N` on a free loopback port, its stdout and stderr in
+    `log_path`; stop() sends SIGTERM (uvicorn stops its workers) and waits."""
+
+    def __init__(
+        self, env: dict[str, str], *, workers: int = 1, cwd: Path, log_path: Path | None = None
+    ) -> None:
+        self.env = env
+        self.workers = workers
+        self.cwd = cwd
+        self.log_path = log_path or cwd / "serve.log"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServeProcess:
+        env = dict(self.env)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        args = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1"]
+        args += ["--port", str(self.port), "--workers", str(self.workers)]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                args,
+                env=env,
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def wait_ready(self, path: str = "/api/v1/health/ready", timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited:\n{self.log_text()[-4000:]}")
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            try:
+                conn.request("GET", path)
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            finally:
+                conn.close()
+            time.sleep(0.2)
+        raise RuntimeError(f"serve not ready after {timeout:.0f} s:\n{self.log_text()[-4000:]}")
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout: float = 120) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+                raise RuntimeError(f"serve did not stop:\n{self.log_text()[-4000:]}") from None
+        return self.proc.returncode
+
+    def __enter__(self) -> ServeProcess:
         return self.start()
 
     def __exit__(

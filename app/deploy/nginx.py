@@ -4,11 +4,13 @@ at start and for the compose stack into deploy/nginx.conf (`python -m app.deploy
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import IO
 
 from app.api.body_limit import MULTIPART_OVERHEAD
 
@@ -39,6 +41,7 @@ class NginxParams:
     trusted_proxies: tuple[str, ...] = ()  # TRUSTED_PROXIES: whose X-Forwarded-* count
     tls_cert: Path | None = None  # with tls_key: HTTPS (and HTTP/2) on `listen`
     tls_key: Path | None = None
+    json_logs: bool = True  # the access log's format: JSON lines, else readable text
 
 
 # Mozilla's "intermediate" profile (TLS 1.2 and 1.3; the 1.2 suites with forward secrecy
@@ -92,6 +95,7 @@ def render(params: NginxParams) -> str:
         "runtime_dir": str(params.runtime_dir),
         "error_log": params.error_log or str(params.runtime_dir / "nginx-error.log"),
         "access_log": params.access_log or str(params.runtime_dir / "nginx-access.log"),
+        "access_log_format": "ocupredict" if params.json_logs else "ocupredict_text",
         "upstream_servers": "\n".join(
             f"        server unix:{path} max_fails=1 fail_timeout=2s;" for path in params.sockets
         ),
@@ -131,8 +135,44 @@ def compose_rendering() -> str:
             api_prefix=settings.api_prefix,
             error_log="stderr",
             access_log="/dev/stdout",
+            json_logs=True,  # the stack runs with ENVIRONMENT=production
         )
     )
+
+
+_NGINX_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "notice": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "crit": logging.CRITICAL,
+    "alert": logging.CRITICAL,
+    "emerg": logging.CRITICAL,
+}
+# "2024/05/01 12:00:00 [error] 12#0: *3 message" or, at start, "nginx: [warn] message"
+_ERROR_LINE = re.compile(r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?(?:nginx: )?\[(\w+)\] (.*)$")
+_QUERY = re.compile(r"\?[^\s\"]*")
+# nginx's [warn] for every upload larger than its memory buffer: how proxy_request_buffering
+# works, not a problem (the access log has the request); kept at DEBUG.
+_ROUTINE = ("a client request body is buffered to a temporary file",)
+
+
+def relay_error_log(stream: IO[bytes], logger: logging.Logger) -> None:
+    """nginx's error log, read from its stderr until it closes, line by line through
+    `logger` (so through the process's one handler: JSON in production), at nginx's level,
+    with every query string cut: nginx names the request and upstream URL of an error."""
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "replace").rstrip()
+        if not line:
+            continue
+        level, message = logging.WARNING, line
+        match = _ERROR_LINE.match(line)
+        if match:
+            level, message = _NGINX_LEVELS.get(match[1], logging.WARNING), match[2]
+            if any(routine in message for routine in _ROUTINE):
+                level = logging.DEBUG
+        logger.log(level, "nginx: %s", _QUERY.sub("", message))
 
 
 if __name__ == "__main__":

@@ -20,16 +20,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 from app.config import Settings
-from app.deploy.nginx import NginxParams, render, socket_path
+from app.deploy.nginx import NginxParams, relay_error_log, render, socket_path
 from app.metrics import MULTIPROC_ENV, mark_process_dead, reset_multiprocess_dir
 
 log = logging.getLogger("ocupredict.supervisor")
+nginx_log = logging.getLogger("ocupredict.nginx")
 
 LOOPBACK = ("127.0.0.1/32", "::1/128")
 
@@ -60,6 +62,7 @@ class Supervisor:
     tls: tuple[Path, Path] | None = None  # (certificate, key): HTTPS on the port
     workers: list[Worker] = field(default_factory=list)
     nginx: subprocess.Popen[bytes] | None = None
+    nginx_relay: threading.Thread | None = None
     stopping: bool = False
 
     @property
@@ -98,6 +101,8 @@ class Supervisor:
                 tls_cert=self.tls[0] if self.tls else None,
                 tls_key=self.tls[1] if self.tls else None,
                 user=pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None,
+                error_log="stderr",  # relayed into this process's log (relay_error_log)
+                json_logs=self.settings.json_logs,
             )
         )
         (self.socket_dir / "nginx.conf").write_text(conf, encoding="utf-8")
@@ -122,11 +127,16 @@ class Supervisor:
     def start_nginx(self) -> None:
         conf = self.socket_dir / "nginx.conf"
         args = [find_nginx(), "-p", str(self.socket_dir), "-c", str(conf)]
-        args += ["-e", str(self.socket_dir / "nginx-error.log")]
+        args += ["-e", "stderr"]
         check = subprocess.run([*args, "-t", "-q"], capture_output=True, check=False)
         if check.returncode != 0:
             raise RuntimeError(f"nginx refused the configuration: {check.stderr.decode()}")
-        self.nginx = subprocess.Popen(args, start_new_session=True)
+        self.nginx = subprocess.Popen(args, start_new_session=True, stderr=subprocess.PIPE)
+        assert self.nginx.stderr is not None
+        self.nginx_relay = threading.Thread(
+            target=relay_error_log, args=(self.nginx.stderr, nginx_log), daemon=True
+        )
+        self.nginx_relay.start()
         log.info("nginx on %s:%d in front of %d processes", self.host, self.port, self.processes)
 
     def check_children(self) -> None:
@@ -173,6 +183,8 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 self.nginx.kill()
                 self.nginx.wait()
+        if self.nginx_relay is not None:
+            self.nginx_relay.join(5)  # nginx's last lines, up to the end of its stderr
         log.info("stopped")
 
     def run(self) -> int:

@@ -23,6 +23,7 @@ import uvicorn
 
 from app.config import Settings
 from app.main import create_app
+from app.observability import uvicorn_log_config
 from app.shutdown import DrainGate
 
 log = logging.getLogger("ocupredict.worker")
@@ -61,7 +62,8 @@ def uvicorn_config(app: object, settings: Settings, uds: str) -> uvicorn.Config:
         lifespan="on",
         proxy_headers=False,  # client IPs: TRUSTED_PROXIES handling in the app
         access_log=False,  # the app logs one access line per request (route, status, ms)
-        log_config=None,  # uvicorn's loggers go to the app's handler (JSON in production)
+        # uvicorn's loggers through the app's handler (JSON in production)
+        log_config=uvicorn_log_config(settings.log_level, settings.json_logs),
         log_level=settings.log_level.lower(),
         timeout_keep_alive=settings.keep_alive_seconds,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),

@@ -110,7 +110,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if not bucket:
         print("ocupredict: give --source-bucket or set AWS_S3_BUCKET", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.json_logs)
     options = ImportOptions(args.source, bucket, dry_run=args.dry_run, batch=args.batch)
     try:
         with BarProgress() as progress:

@@ -82,3 +82,12 @@ def stack_env(
     for name in ("MODEL_SOURCE", "MODEL_S3_KEY", "TRUSTED_PROXIES", "METRICS_ALLOWED"):
         env.pop(name, None)
     return env
+
+
+def process_env(settings: dict[str, Any], **overrides: Any) -> dict[str, str]:
+    """The environment of a server subprocess (`ocupredict serve`) with these settings:
+    this process's environment less the suite's TEST_* variables, plus each setting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEST_")}
+    for name, value in {**settings, **overrides}.items():
+        env[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
