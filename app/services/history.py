@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from app.config import Settings
 from app.db.models import Prediction as PredictionRow
 from app.db.models import User
+from app.db.retry import retried
 from app.db.session import SessionFactory
 from app.errors import InvalidCorrectClass, NotFound, ValidationFailed
 from app.inference import Classifier
@@ -318,6 +319,15 @@ class HistoryService:
         base_url: str,
         now: datetime,
     ) -> Prediction:
+        row = await self._save_feedback(prediction_id, user, body, now)
+        self.on_change()
+        return await self.detail(row, user, base_url, now)
+
+    @retried("history.set_feedback", session_attr="session")
+    async def _save_feedback(
+        self, prediction_id: int, user: User, body: FeedbackIn, now: datetime
+    ) -> PredictionRow:
+        """One transaction (the last feedback wins; run again on a conflict)."""
         row = await self._owned(prediction_id, user)
         correct_class = body.correct_class
         if correct_class is not None:
@@ -344,9 +354,9 @@ class HistoryService:
             new=_feedback_of(row),
         )
         await self.session.commit()
-        self.on_change()
-        return await self.detail(row, user, base_url, now)
+        return row
 
+    @retried("history.delete", session_attr="session")
     async def delete(self, prediction_id: int, user: User) -> None:
         """Row first, image second.
 

@@ -2,7 +2,8 @@
 
 Order matters (LEGACY defect 8): nothing reaches the image store before the upload has
 been decoded and classified, and a failed database write removes the stored object, so
-a failed request leaves neither an object nor a row behind.
+a failed request leaves neither an object nor a row behind. The INSERT runs again (same
+object, a new row object) when the database aborts it transiently (app.db.retry).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from app.clinical import Quality, Recommendation, assess, recommend
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import Prediction, User
+from app.db.retry import retrying_transaction
 from app.errors import AppError, FileTooLarge, InvalidImage, ModelUnavailableError
 from app.inference import Classifier, DecodedImage, ImageRejected, ModelUnavailable, decode_upload
 from app.inference.arrays import FloatArray
@@ -132,7 +134,7 @@ async def create_prediction(
         gradable=quality is None or quality.gradable,
         policy=classifier.manifest.referral,
     )
-    row = Prediction(
+    fields = dict(
         user_id=user.id,
         created_at=now,
         image_key=key,
@@ -160,9 +162,15 @@ async def create_prediction(
         quality_reasons=None if quality is None else list(quality.reasons),
         recommendation=recommendation,
     )
-    try:
+
+    async def insert() -> Prediction:
+        row = Prediction(**fields)  # a fresh one per attempt: a rollback expunges the last
         session.add(row)
         await session.commit()
+        return row
+
+    try:
+        row = await retrying_transaction(session, insert, name="predict.create")
     except Exception:
         # An orphan object is tolerable; a row pointing at nothing is not, so only a
         # write known to have failed (never a cancelled or lost one, which may have
