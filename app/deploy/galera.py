@@ -388,6 +388,10 @@ class GaleraCluster:
             "--wsrep-sst-method=rsync",
             f"--wsrep-sst-receive-address=127.0.0.1:{node.sst_port}",
             "--wsrep-slave-threads=2",
+            # Causal reads: a read waits until the node has applied every transaction
+            # committed anywhere before it began, so a request that follows another on
+            # a different node sees its writes (a refresh token just issued, ...).
+            "--wsrep-sync-wait=1",
         ]
 
     def _launch(
