@@ -379,3 +379,28 @@ async def test_sigterm_with_50_uploads_in_flight_loses_nothing(
     ]
     assert shutting or all(isinstance(r, OSError) for r in readiness), readiness
     print(f"drain: {statuses}, readiness right after SIGTERM: {readiness}")
+
+
+def test_database_url_per_process_for_a_multi_writer_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DATABASE_URL_<i> points process i at its own Galera node; without it, DATABASE_URL."""
+    from app.config import Settings
+    from app.deploy.supervisor import Supervisor
+
+    monkeypatch.setenv("DATABASE_URL", "mysql+aiomysql://root@127.0.0.1:3306/shared")
+    monkeypatch.setenv("DATABASE_URL_1", "mysql+aiomysql://root@127.0.0.1:4001/own")
+    monkeypatch.delenv("DATABASE_URL_0", raising=False)
+    supervisor = Supervisor(
+        settings=Settings(_env_file=None),
+        processes=3,
+        host="127.0.0.1",
+        port=8000,
+        socket_dir=tmp_path,
+    )
+    urls = [supervisor.worker_env(i)["DATABASE_URL"] for i in range(3)]
+    assert urls == [
+        "mysql+aiomysql://root@127.0.0.1:3306/shared",
+        "mysql+aiomysql://root@127.0.0.1:4001/own",
+        "mysql+aiomysql://root@127.0.0.1:3306/shared",
+    ]
