@@ -14,7 +14,8 @@ others join it by SST. A restarted node first recovers its position from InnoDB
 (`mariadbd --wsrep-recover`, as galera_recovery does) so it can rejoin by IST. Every
 mariadbd runs in a process group of its own (SST scripts and their rsync daemons
 included), so kill() and stop() reach all of it. The machine's own MariaDB (3306) is
-never touched.
+never touched. `GaleraCluster(nodes=1, wsrep=False)` is one plain MariaDB with the same
+settings (bench/galera_soak.py's baseline).
 """
 
 from __future__ import annotations
@@ -136,9 +137,11 @@ class GaleraCluster:
         cluster_name: str = "ocupredict",
         buffer_pool_mb: int = 96,
         keep_dir: bool = False,
+        wsrep: bool = True,
     ) -> None:
-        if nodes < 1:
-            raise ValueError("a cluster has at least one node")
+        if nodes < 1 or (not wsrep and nodes != 1):
+            raise ValueError("a cluster has at least one node; without wsrep, exactly one")
+        self.wsrep = wsrep
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="ocupredict-galera-"))
         self.cluster_name = cluster_name
         self.buffer_pool_mb = buffer_pool_mb
@@ -203,12 +206,16 @@ class GaleraCluster:
                 shutil.chown(node.root, SERVER_USER, SERVER_USER)
                 self._chown(node.datadir)
             self._launch(self.nodes[0], bootstrap=True)
-            self.wait_synced([0], size=1, timeout=timeout)
+            if not self.wsrep:
+                self._wait_answers(self.nodes[0], timeout)
+            else:
+                self.wait_synced([0], size=1, timeout=timeout)
             for node in self.nodes[1:]:
                 self._launch(node)
                 # One joiner at a time: node 0 is the donor of each SST.
                 self.wait_synced([node.index], size=node.index + 1, timeout=timeout)
-            self.wait_synced(timeout=timeout)
+            if self.wsrep:
+                self.wait_synced(timeout=timeout)
         except BaseException:
             with contextlib.suppress(Exception):
                 self.stop()
@@ -245,6 +252,19 @@ class GaleraCluster:
                     f"nodes {indexes} not Synced in a cluster of {size} after {timeout:.0f} s: "
                     f"{last}\n{self.log_tail(indexes[-1])}"
                 )
+            time.sleep(0.2)
+
+    def _wait_answers(self, node: Node, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not node.running():
+                raise RuntimeError(f"{node.name} exited:\n{self.log_tail(node.index)}")
+            try:
+                self.query(node.index, "SELECT 1")
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
             time.sleep(0.2)
 
     def kill(self, index: int) -> None:
@@ -353,7 +373,7 @@ class GaleraCluster:
                 *PROVIDER_OPTIONS,
             )
         )
-        return [
+        args = [
             _binary(MARIADBD),
             "--no-defaults",
             f"--user={SERVER_USER}",
@@ -377,6 +397,11 @@ class GaleraCluster:
             # A commit is durable once replicated; the log is written (not synced) per
             # commit, which survives the SIGKILL of a node (the usual Galera setting).
             "--innodb-flush-log-at-trx-commit=2",
+        ]
+        if not self.wsrep:
+            return args
+        return [
+            *args,
             "--wsrep-on=ON",
             f"--wsrep-provider={GALERA_PROVIDER}",
             f"--wsrep-cluster-name={self.cluster_name}",
@@ -398,7 +423,7 @@ class GaleraCluster:
         self, node: Node, *, bootstrap: bool = False, start_position: str | None = None
     ) -> None:
         args = self._server_args(node)
-        if bootstrap:
+        if bootstrap and self.wsrep:
             args.append("--wsrep-new-cluster")
         if start_position:
             args.append(f"--wsrep-start-position={start_position}")

@@ -170,7 +170,8 @@ async def create_prediction(
         return row
 
     try:
-        row = await retrying_transaction(session, insert, name="predict.create")
+        # `user` is reloaded before a retry: the route reads it afterwards (its locale).
+        row = await retrying_transaction(session, insert, name="predict.create", reload=[user])
     except Exception:
         # An orphan object is tolerable; a row pointing at nothing is not, so only a
         # write known to have failed (never a cancelled or lost one, which may have
