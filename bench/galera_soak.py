@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -197,7 +198,9 @@ def soak(
         run.begin = time.perf_counter()
         asyncio.run(main())
         took = run.now()
-    # The stack has stopped here (the harness checks it).
+    # The stack has stopped here (the harness checks it); its logs and images go.
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
     if kill:
         db.wait_synced(timeout=300)
     by_node = shas_by_node(db)
@@ -250,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tries", type=int, default=20, help="sends of one upload at most")
     parser.add_argument("--kill-at", type=float, default=0.4, help="fraction of the run")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep each run's logs and images")
     args = parser.parse_args(argv)
     reason = missing_requirements()
     if reason:
