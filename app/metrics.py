@@ -79,6 +79,18 @@ IMAGE_STORE_ERRORS = Counter(
 DATABASE_ERRORS = Counter(
     "ocupredict_database_errors", "Requests that failed because the database failed"
 )
+DB_TRANSACTION_RETRIES = Counter(
+    "ocupredict_db_transaction_retries",
+    "Whole transactions run again after a transient abort (app.db.retry), by reason: "
+    "deadlock (1213, also a Galera certification conflict), lock_wait_timeout (1205), "
+    "wsrep_not_ready (1047), write_conflict (a write guard moved)",
+    ["reason"],
+)
+DB_TRANSACTIONS_ABANDONED = Counter(
+    "ocupredict_db_transactions_abandoned",
+    "Transactions that still failed transiently after their last retry, by reason",
+    ["reason"],
+)
 MODEL_INFO = Gauge(
     "ocupredict_model_info",
     "The model each live process serves (value 1)",

@@ -513,6 +513,31 @@ async def test_sigterm_with_50_uploads_in_flight_loses_nothing(
     print(f"drain: {statuses}, readiness right after SIGTERM: {readiness}")
 
 
+def test_database_url_per_process_for_a_multi_writer_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DATABASE_URL_<i> points process i at its own Galera node; without it, DATABASE_URL."""
+    from app.config import Settings
+    from app.deploy.supervisor import Supervisor
+
+    monkeypatch.setenv("DATABASE_URL", "mysql+aiomysql://root@127.0.0.1:3306/shared")
+    monkeypatch.setenv("DATABASE_URL_1", "mysql+aiomysql://root@127.0.0.1:4001/own")
+    monkeypatch.delenv("DATABASE_URL_0", raising=False)
+    supervisor = Supervisor(
+        settings=Settings(_env_file=None),
+        processes=3,
+        host="127.0.0.1",
+        port=8000,
+        socket_dir=tmp_path,
+    )
+    urls = [supervisor.worker_env(i)["DATABASE_URL"] for i in range(3)]
+    assert urls == [
+        "mysql+aiomysql://root@127.0.0.1:3306/shared",
+        "mysql+aiomysql://root@127.0.0.1:4001/own",
+        "mysql+aiomysql://root@127.0.0.1:3306/shared",
+    ]
+
+
 def test_everything_serve_nginx_wrote_from_start_to_stop_is_json(stack: NginxStack) -> None:
     """After the stop (the drain test's, or this one's when run alone): the whole output of
     serve-nginx, a killed and restarted process and nginx's errors included, is JSON lines

@@ -44,6 +44,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import metrics
+from app.db.retry import WriteConflict, retry_reason
 from app.errors import (
     AppError,
     DatabaseUnavailable,
@@ -234,8 +235,10 @@ async def _storage_unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 
 # The database cannot be reached or dropped the connection (a restart, a failover): the
-# pool reconnects on a later request, so the client may retry. Other database errors (a
-# constraint, a trigger's SIGNAL) stay 500 INTERNAL_ERROR.
+# pool reconnects on a later request, so the client may retry. So does a transaction the
+# database aborted transiently (deadlock or Galera certification conflict 1213, lock wait
+# timeout 1205, node not ready 1047) that app.db.retry did not retry or retried in vain.
+# Other database errors (a constraint, a trigger's SIGNAL) stay 500 INTERNAL_ERROR.
 DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
 # MySQL/MariaDB client and server codes that mean "no usable connection": can't connect
 # (2002, 2003), gone away / lost (2006, 2013), out of sync (2014), server shutting down
@@ -255,11 +258,15 @@ def is_connection_error(exc: Exception) -> bool:
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    if not is_connection_error(exc):
+    transient = retry_reason(exc)
+    if not is_connection_error(exc) and transient is None:
         return await _unexpected_error(request, exc)
     token = request_id_var.set(getattr(request.state, "request_id", "-"))
     try:
-        log.warning("database unavailable: %s", type(exc).__name__)
+        if transient is not None:
+            log.warning("database aborted the transaction (%s); answered 503", transient)
+        else:
+            log.warning("database unavailable: %s", type(exc).__name__)
     finally:
         request_id_var.reset(token)
     metrics.DATABASE_ERRORS.inc()
@@ -270,7 +277,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
-    for error in DATABASE_DOWN:
+    for error in (*DATABASE_DOWN, WriteConflict):
         app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -302,3 +302,18 @@ class AuditEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     old: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     new: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class WriteGuard(Base):
+    """A version counter that every transaction deciding on the same fact moves (0012).
+
+    On a Galera cluster with writers on several nodes, SELECT ... FOR UPDATE locks only
+    on the node it runs on; an UPDATE of one shared row is what makes two such
+    transactions conflict at certification (one of them fails with 1213 and is retried,
+    app.db.retry). app.repositories.write_guards names the guards.
+    """
+
+    __tablename__ = "write_guards"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

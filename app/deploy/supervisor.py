@@ -82,6 +82,11 @@ class Supervisor:
                 "TRUSTED_PROXIES": ",".join([*LOOPBACK, *trusted]),
             }
         )
+        # Multi-writer Galera: DATABASE_URL_<i>, when set, points process i at a node of
+        # its own (README, "Database topologies").
+        own_database = os.environ.get(f"DATABASE_URL_{index}")
+        if own_database:
+            env["DATABASE_URL"] = own_database
         return env
 
     def prepare(self) -> None:

@@ -2,8 +2,11 @@
 
 Each change is audited (user.disable, user.enable, user.role) in its own transaction, and
 an unchanged value is no change (no event). The last active administrator cannot be
-disabled or demoted (409 LAST_ADMIN): the active admins are locked first, so two
-concurrent revokes are serialised and the second sees the first one's result.
+disabled or demoted (409 LAST_ADMIN): each change first writes the "admins" write guard
+and then locks the active admins, so two concurrent revokes are serialised and the second
+sees the first one's result; on a Galera cluster, where the locks hold only on their own
+node, two revokes on two nodes conflict at certification on the guard's row and the
+loser runs again (app.repositories.write_guards, app.db.retry).
 Disabling an account also revokes all its refresh tokens; its access tokens already fail,
 because a disabled account has no live session (UserRepository.get_with_live_session).
 """
@@ -18,8 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import utcnow
 from app.db.models import User
+from app.db.retry import retried
 from app.errors import LastAdmin, NotFound
 from app.repositories import RefreshTokenRepository, UserRepository
+from app.repositories.write_guards import ADMINS, WriteGuardRepository
 from app.services import audit
 
 Role = Literal["doctor", "admin"]
@@ -55,6 +60,7 @@ class AdminUsers:
     async def set_role(self, admin: User, user_id: int, role: Role) -> User:
         return await self._change(admin, user_id, "user.role", role=role)
 
+    @retried("admin.user_change")
     async def _change(
         self,
         admin: User,
@@ -64,6 +70,7 @@ class AdminUsers:
         is_active: bool | None = None,
         role: Role | None = None,
     ) -> User:
+        await WriteGuardRepository(self.db).bump(ADMINS)
         admins = await self.users.lock_active_admins()
         user = await self.users.get_locked(user_id)
         if user is None:

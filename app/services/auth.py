@@ -7,7 +7,9 @@ a correct password.
 Every login, failed or not, and every password, session and verification change leaves an
 audit event (app.services.audit) in the transaction that commits it.
 Each flow commits its own writes; failures that count toward a limit are committed
-before the error is raised.
+before the error is raised. Each flow is one transaction that runs again from its first
+read when the database aborts it transiently (@retried, app.db.retry: deadlocks, Galera
+certification conflicts); the mail of a code goes out only after the commit.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import User
+from app.db.retry import retried
 from app.db.session import SessionFactory
 from app.errors import (
     AccountDisabled,
@@ -108,6 +111,7 @@ class AuthService:
                     raise
         raise AssertionError("unreachable")
 
+    @retried("auth.register")
     async def _register(self, email: str, data: Registration, password_hash: str) -> User:
         now = utcnow()
         await self.limiter.consume(self._mail_limits(email), now)
@@ -143,6 +147,7 @@ class AuthService:
         self.mail.send_code(user, "verify", code)
         return answer
 
+    @retried("auth.verify")
     async def verify(self, email: str, code: str) -> IssuedTokens:
         now = utcnow()
         user = await self._redeem_code(email, "verify", code, now)
@@ -161,6 +166,7 @@ class AuthService:
 
     # ------------------------------------------------------------------ sessions
 
+    @retried("auth.login")
     async def login(self, email: str, password: str) -> IssuedTokens:
         email = normalize_email(email)
         now = utcnow()
@@ -198,6 +204,7 @@ class AuthService:
         log.info("user %s logged in", user.id)
         return tokens
 
+    @retried("auth.refresh")
     async def refresh(self, refresh_token: str) -> IssuedTokens:
         try:
             tokens = await self.sessions.rotate(refresh_token, utcnow())
@@ -207,6 +214,7 @@ class AuthService:
         await self.db.commit()
         return tokens
 
+    @retried("auth.logout")
     async def logout(self, refresh_token: str) -> None:
         await self.sessions.end(refresh_token, utcnow())
         await self.db.commit()
@@ -216,6 +224,7 @@ class AuthService:
     async def forgot_password(self, email: str) -> None:
         await self._mail_code(email, "reset", lambda user: True)
 
+    @retried("auth.password_reset")
     async def reset_password(self, email: str, code: str, new_password: str) -> None:
         now = utcnow()
         user = await self._redeem_code(email, "reset", code, now)
@@ -227,6 +236,7 @@ class AuthService:
         await self.db.commit()
         log.info("user %s reset their password; every session revoked", user.id)
 
+    @retried("auth.password_change")
     async def change_password(
         self, user: User, session_id: str, current_password: str, new_password: str
     ) -> None:
@@ -246,6 +256,7 @@ class AuthService:
 
     # ------------------------------------------------------------------ profile
 
+    @retried("auth.update_me")
     async def update_profile(self, user: User, name: str | None, locale: str | None) -> User:
         if name is not None:
             user.name = name
@@ -280,6 +291,7 @@ class AuthService:
         log.info("failed login (%s)", f"user {user.id}" if user else "unknown account")
         raise InvalidCredentials()
 
+    @retried("auth.mail_code")
     async def _mail_code(
         self, email: str, purpose: CodePurpose, eligible: Callable[[User], bool]
     ) -> None:

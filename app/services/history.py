@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.db.models import Prediction as PredictionRow
 from app.db.models import User
+from app.db.retry import retried
 from app.db.session import SessionFactory
 from app.errors import InvalidCorrectClass, NotFound
 from app.inference.manifest import ModelManifest
@@ -135,6 +136,16 @@ class HistoryService:
         base_url: str,
         now: datetime,
     ) -> Prediction:
+        await self._save_feedback(row, user, body, now)
+        self.on_change()
+        return await self.detail(row, user, base_url, now)
+
+    @retried("history.set_feedback", session_attr="session")
+    async def _save_feedback(
+        self, row: PredictionRow, user: User, body: FeedbackIn, now: datetime
+    ) -> None:
+        """One transaction (the last feedback wins; run again on a conflict, `row` read
+        again first)."""
         correct_class = body.correct_class
         if correct_class is not None:
             known = set(self.manifest.codes) | {str(code) for code in row.class_codes}
@@ -160,9 +171,8 @@ class HistoryService:
             new=_feedback_of(row),
         )
         await self.session.commit()
-        self.on_change()
-        return await self.detail(row, user, base_url, now)
 
+    @retried("history.delete", session_attr="session")
     async def delete(self, row: PredictionRow, user: User) -> None:
         """Row first, image second.
 

@@ -2,7 +2,8 @@
 
 Order matters (LEGACY defect 8): nothing reaches the image store before the upload has
 been decoded and classified, and a failed database write removes the stored object, so
-a failed request leaves neither an object nor a row behind.
+a failed request leaves neither an object nor a row behind. The INSERT runs again (same
+object, a new row object) when the database aborts it transiently (app.db.retry).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from app.clinical import Quality, Recommendation, assess, recommend
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import Prediction, User
+from app.db.retry import retrying_transaction
 from app.errors import FileTooLarge, ModelUnavailable
 from app.inference import Classifier, DecodedImage, decode_upload
 from app.inference.arrays import FloatArray
@@ -198,7 +200,7 @@ async def create_prediction(
         gradable=quality is None or quality.gradable,
         policy=classifier.manifest.referral,
     )
-    row = Prediction(
+    fields = dict(
         user_id=user.id,
         created_at=now,
         image_key=key,
@@ -226,11 +228,18 @@ async def create_prediction(
         quality_reasons=None if quality is None else list(quality.reasons),
         recommendation=recommendation,
     )
-    try:
+
+    async def insert() -> Prediction:
+        row = Prediction(**fields)  # a fresh one per attempt: a rollback expunges the last
         await PredictionRepository(session).add(row)
-        if before_commit is not None:
+        if before_commit is not None:  # in the row's transaction: both or neither
             await before_commit(row)
         await session.commit()
+        return row
+
+    try:
+        # `user` is reloaded before a retry: the route reads it afterwards (its locale).
+        row = await retrying_transaction(session, insert, name="predict.create", reload=[user])
     except Exception:
         # An orphan object is tolerable; a row pointing at nothing is not, so only a
         # write known to have failed (never a cancelled or lost one, which may have
