@@ -33,9 +33,10 @@ from alembic import command
 from app.db.models import User
 from app.db.retry import DEFAULT_POLICY
 from app.deploy.galera import GaleraCluster, missing_requirements
-from tests.conftest import ClientFactory, Mailbox, in_own_thread
-from tests.factories import add_prediction, app_of, make_doctor
-from tests.test_auth_support import AUTH, PASSWORD, bearer, login, next_code, register
+from tests.support.auth import AUTH, PASSWORD, bearer, login, next_code, register
+from tests.support.factories import add_prediction, app_of, make_doctor
+from tests.support.harness import ClientFactory, in_own_thread
+from tests.support.mail import Mailbox
 
 pytestmark = [
     pytest.mark.galera,
@@ -381,7 +382,7 @@ async def test_concurrent_feedback_on_one_prediction_through_two_nodes_is_never_
 def jpeg() -> bytes:
     import io
 
-    from tests.fundus import fundus
+    from tests.support.fundus import fundus
 
     buffer = io.BytesIO()
     fundus(256).save(buffer, format="JPEG", quality=85)
