@@ -30,6 +30,7 @@ from app.api.routes import (
     predict,
 )
 from app.api.upload_limit import UploadLimitMiddleware
+from app.api.webapp import install_web_app
 from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
 from app.inference import build_classifier
@@ -144,4 +145,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_audit.router, prefix=prefix)
     app.include_router(metrics.router)  # outside API_PREFIX, as Prometheus expects
     customise_openapi(app, token_url=f"{prefix}/auth/login")
+    install_web_app(app, settings.web_dist_dir, prefix)  # web/dist at /, when built
     return app

@@ -16,6 +16,7 @@ from fastapi import BackgroundTasks, Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api.error_i18n import remember_locale
 from app.config import Settings
 from app.db.models import User
 from app.db.session import SessionFactory
@@ -124,6 +125,7 @@ class AuthContext:
 
 
 async def get_auth_context(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
@@ -139,6 +141,7 @@ async def get_auth_context(
     if user is None:  # user deleted, or the session was logged out / revoked
         raise NotAuthenticated()
     set_user_id(user.id)  # for the log lines of this request
+    remember_locale(request, user.locale)  # the language of this request's error details
     return AuthContext(user=user, session_id=claims.session_id)
 
 
@@ -203,6 +206,7 @@ async def get_now() -> datetime:
 
 
 async def get_optional_user(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
@@ -211,7 +215,7 @@ async def get_optional_user(
     if not token:
         return None
     try:
-        context = await get_auth_context(session, settings, token)
+        context = await get_auth_context(request, session, settings, token)
     except NotAuthenticated:
         return None
     return context.user

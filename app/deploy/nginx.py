@@ -19,7 +19,24 @@ _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 COMPOSE_SOCKET_DIR = Path("/srv/ocupredict/run")
 COMPOSE_LISTEN = "0.0.0.0:8080"
 COMPOSE_PROCESSES = 2
+# The web app built by the Dockerfile's Node stage (WEB_DIST_DIR in the image).
+COMPOSE_WEB_ROOT = Path("/srv/ocupredict/web/dist")
 
+# With the web app: nginx serves its files itself (hashed assets cached for a year, the
+# app's routes falling back to index.html) and proxies only the app's own paths.
+WEB_LOCATIONS = """\
+        # The web app (WEB_DIST_DIR): hashed assets for a year, everything else revalidated,
+        # and the app's own routes (/history/12, ...) answered by its index.html.
+        root {web_root};
+        location /assets/ {{
+            add_header Cache-Control "public, max-age=31536000, immutable" always;
+            try_files $uri =404;
+        }}
+        location / {{
+            add_header Cache-Control "no-cache" always;
+            try_files $uri /index.html =404;
+        }}
+"""
 
 @dataclass(frozen=True)
 class NginxParams:
@@ -36,10 +53,21 @@ class NginxParams:
     access_log: str | None = None  # default: runtime_dir/nginx-access.log
     model_max_upload_mb: int = 500  # POST {api_prefix}/admin/models (MODEL_MAX_UPLOAD_MB)
     api_prefix: str = "/api/v1"
+    web_root: Path | None = None  # the built web app (web/dist); None: the app serves /
 
 
 def socket_path(socket_dir: Path, index: int) -> Path:
     return socket_dir / f"ocupredict-{index}.sock"
+
+
+def app_paths(api_prefix: str) -> str:
+    """The regex location of what the app answers beside the web app: the API, its docs,
+    the schema and /metrics (Swagger UI's own files under /static-offline-docs too)."""
+    prefix = re.escape(api_prefix.rstrip("/"))
+    return (
+        f"~ ^(?:{prefix}(?:/|$)|/docs(?:/|$)|/redoc$|/openapi\\.json$|/metrics$"
+        "|/static-offline-docs/)"
+    )
 
 
 def render(params: NginxParams) -> str:
@@ -61,6 +89,10 @@ def render(params: NginxParams) -> str:
         "model_max_body_bytes": str(params.model_max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD),
         "api_prefix": params.api_prefix,
         "read_timeout": str(params.read_timeout_seconds),
+        "web_locations": "" if params.web_root is None else WEB_LOCATIONS.format(
+            web_root=params.web_root
+        ),
+        "app_location": "/" if params.web_root is None else app_paths(params.api_prefix),
     }
 
     def substitute(match: re.Match[str]) -> str:
@@ -83,6 +115,7 @@ def compose_rendering() -> str:
             keep_alive_seconds=settings.keep_alive_seconds,
             model_max_upload_mb=settings.model_max_upload_mb,
             api_prefix=settings.api_prefix,
+            web_root=COMPOSE_WEB_ROOT,
             error_log="stderr",
             access_log="/dev/stdout",
         )

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from app.api.webapp import web_dist
 from app.config import Settings
 from app.deploy.nginx import NginxParams, render, socket_path
 from app.metrics import MULTIPROC_ENV, mark_process_dead, reset_multiprocess_dir
@@ -93,6 +94,7 @@ class Supervisor:
                 keep_alive_seconds=self.settings.keep_alive_seconds,
                 model_max_upload_mb=self.settings.model_max_upload_mb,
                 api_prefix=self.settings.api_prefix,
+                web_root=web_dist(self.settings.web_dist_dir),
                 user=pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None,
             )
         )

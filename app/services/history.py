@@ -31,11 +31,13 @@ from app.schemas.prediction import Prediction, label_lookup, summary_from_row
 from app.services import audit
 from app.services.explain import heatmap_keys, heatmap_png
 from app.services.images import prediction_detail
+from app.services.thumbnails import thumbnail_jpeg, thumbnail_url_for
 from app.storage import (
     ImageNotFound,
     ImageStore,
     InvalidImageKey,
     StorageUnavailable,
+    thumbnail_key,
     verify_image_access,
 )
 
@@ -194,7 +196,9 @@ class HistoryService:
             row, self.storage, self.settings, self.manifest, user.locale, base_url, now=now
         )
 
-    async def page(self, user: User, query: HistoryQuery) -> PredictionPage:
+    async def page(
+        self, user: User, query: HistoryQuery, base_url: str, now: datetime
+    ) -> PredictionPage:
         tz = zone(query.tz or self.settings.default_timezone)
         created_from, created_before = resolve_date_bounds(query.date_from, query.date_to, tz)
         filters = HistoryFilters(
@@ -228,7 +232,12 @@ class HistoryService:
         seen = offset + len(rows) if rows else 0  # records up to the end of this page
         label = label_lookup(self.manifest, user.locale)
         return PredictionPage(
-            items=[summary_from_row(row, label) for row in rows],
+            items=[
+                summary_from_row(
+                    row, label, thumbnail_url_for(row.id, self.settings, base_url, now)
+                )
+                for row in rows
+            ],
             total=max(counted, seen) if estimate else counted,
             total_is_estimate=estimate,
             page=query.page,
@@ -253,6 +262,7 @@ class HistoryService:
         if_none_match: str | None,
         now: datetime,
         preview: bool = False,
+        thumb: bool = False,
     ) -> ImageRedirect | ImageBytes:
         """Access by a valid signed URL (any client; it was issued to the owner) or by the
         owner's bearer token. Anything else, including an expired or forged signature, is
@@ -271,7 +281,11 @@ class HistoryService:
             max_age, via = ttl, "token"
         if row is None:
             raise NotFound("Prediction not found")
-        result = await self._image_of(row, ttl, max_age, if_none_match, preview)
+        result: ImageRedirect | ImageBytes
+        if thumb:
+            result = await self._thumbnail_of(row, max_age, if_none_match)
+        else:
+            result = await self._image_of(row, ttl, max_age, if_none_match, preview)
         # Served: a view. A signed URL was issued to the owner: the event names them.
         self.views.add(
             "prediction.image_view",
@@ -280,6 +294,19 @@ class HistoryService:
             new={"via": via},
         )
         return result
+
+    async def _thumbnail_of(
+        self, row: PredictionRow, max_age: int, if_none_match: str | None
+    ) -> ImageBytes:
+        """The small JPEG of the list (app.services.thumbnails), served by the API."""
+        etag = f'"{row.sha256}-thumb"'
+        if etag_matches(if_none_match, etag):
+            return ImageBytes(None, "image/jpeg", etag, max_age)
+        try:
+            data = await thumbnail_jpeg(row, self.storage, self.settings)
+        except (ImageNotFound, InvalidImageKey) as exc:
+            raise NotFound("Image not found") from exc
+        return ImageBytes(data, "image/jpeg", etag, max_age)
 
     async def _image_of(
         self,
@@ -356,7 +383,8 @@ class HistoryService:
         The other order could leave a row pointing at nothing, which is never acceptable.
         """
         row = await self._owned(prediction_id, user)
-        keys = [row.image_key, *heatmap_keys(row)]  # the image and any cached heatmaps
+        # The image, any cached heatmaps and its thumbnail.
+        keys = [row.image_key, *heatmap_keys(row), thumbnail_key(row.image_key)]
         old = {
             "patient_ref": row.patient_ref,
             "filename": row.original_filename,

@@ -19,6 +19,7 @@ from app.db.base import utcnow
 from app.db.models import Prediction as PredictionRow
 from app.inference.manifest import ModelManifest
 from app.schemas.prediction import Prediction, detail_from_row, label_lookup
+from app.services.thumbnails import thumbnail_url_for
 from app.storage import ImageStore, image_access_params
 
 
@@ -63,5 +64,7 @@ async def prediction_detail(
     now: datetime | None = None,
 ) -> Prediction:
     """The Prediction resource for a row: labels in `locale` and a fresh image URL."""
-    url, expires_at = await image_url_for(row, storage, settings, base_url, now=now)
-    return detail_from_row(row, label_lookup(manifest, locale), url, expires_at)
+    current = now or utcnow()
+    url, expires_at = await image_url_for(row, storage, settings, base_url, now=current)
+    thumbnail = thumbnail_url_for(row.id, settings, base_url, current)
+    return detail_from_row(row, label_lookup(manifest, locale), url, expires_at, thumbnail)

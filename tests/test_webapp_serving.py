@@ -1,0 +1,77 @@
+"""The built web app served by the app itself (API.md, third wave): every GET outside
+API_PREFIX, /docs, /redoc, /openapi.json and /metrics gets a file of web/dist or its
+index.html; hashed assets are cached for a year; the API's own answers are unchanged; no
+build: the API still starts and the log says how to get one."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from app.api.webapp import IMMUTABLE
+from tests.conftest import ClientFactory
+
+INDEX = "<!doctype html><title>OcuPredict</title><div id=root></div>"
+
+
+@pytest.fixture
+def dist(tmp_path: Path) -> Path:
+    root = tmp_path / "dist"
+    (root / "assets").mkdir(parents=True)
+    (root / "index.html").write_text(INDEX)
+    (root / "assets" / "index-3f2a9c01.js").write_text("console.log('app')")
+    (root / "favicon.svg").write_text("<svg/>")
+    (tmp_path / "secret.txt").write_text("outside the build")
+    return root
+
+
+async def test_the_build_is_served_with_the_spa_fallback(
+    make_client: ClientFactory, dist: Path
+) -> None:
+    async with make_client(web_dist_dir=dist) as client:
+        for path in ("/", "/history", "/history/12", "/dashboard?range=week"):
+            response = await client.get(path)
+            assert response.status_code == 200, path
+            assert response.text == INDEX
+            assert response.headers["content-type"].startswith("text/html")
+            assert response.headers["cache-control"] == "no-cache"
+        asset = await client.get("/assets/index-3f2a9c01.js")
+        assert asset.status_code == 200
+        assert asset.headers["cache-control"] == IMMUTABLE
+        assert "javascript" in asset.headers["content-type"]
+        assert (await client.head("/favicon.svg")).status_code == 200
+
+        # A missing file is a 404 (not the page), and nothing outside the build leaks.
+        for path in ("/assets/gone-0000.js", "/../secret.txt", "/%2e%2e/secret.txt"):
+            response = await client.get(path)
+            assert response.status_code == 404, path
+            assert "outside" not in response.text
+
+        # The API, its docs and the schema are what they were.
+        response = await client.get("/api/v1/nowhere")
+        assert response.status_code == 404
+        assert response.json()["code"] == "NOT_FOUND"
+        assert (await client.get("/api/v1")).json()["code"] == "NOT_FOUND"
+        response = await client.delete("/api/v1/history")
+        assert response.status_code == 405
+        assert (await client.get("/openapi.json")).json()["info"]["title"] == "OcuPredict API"
+        assert "swagger" in (await client.get("/docs")).text.lower()
+        assert (await client.get("/api/v1/health/live")).json() == {"status": "ok"}
+        # Only GET and HEAD reach the app's page.
+        response = await client.post("/history")
+        assert response.status_code == 404
+        assert response.json()["code"] == "NOT_FOUND"
+
+
+async def test_no_build_the_api_starts_and_the_log_says_how(
+    make_client: ClientFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="app.api.webapp")
+    async with make_client(web_dist_dir=tmp_path / "nothing") as client:
+        assert (await client.get("/api/v1/health/live")).status_code == 200
+        response = await client.get("/")
+        assert response.status_code == 404
+        assert response.json()["code"] == "NOT_FOUND"
+    assert any("make web" in record.getMessage() for record in caplog.records)
