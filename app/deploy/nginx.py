@@ -28,6 +28,19 @@ WEB_LOCATIONS = """\
         # The web app (WEB_DIST_DIR): hashed assets for a year, everything else revalidated,
         # and the app's own routes (/history/12, ...) answered by its index.html.
         root {web_root};
+        types {{
+            text/html html;
+            text/javascript js mjs;
+            text/css css;
+            application/json json map;
+            application/manifest+json webmanifest;
+            image/svg+xml svg;
+            image/png png;
+            image/jpeg jpg jpeg;
+            image/x-icon ico;
+            font/woff2 woff2;
+            text/plain txt;
+        }}
         location /assets/ {{
             add_header Cache-Control "public, max-age=31536000, immutable" always;
             try_files $uri =404;

@@ -23,7 +23,10 @@ const plainFetch = (request: Request): Promise<Response> => {
 /** Trade the HttpOnly cookie for a new access token (null: no session). */
 async function refreshByCookie(): Promise<{ access_token: string; expires_in: number } | null> {
   try {
-    const { data } = await Auth.refresh({ headers: WEB_CLIENT_HEADER });
+    // keepalive: a reload or a closed tab does not cancel a refresh in flight. The server has
+    // spent the old token by then; a cancelled one would leave the browser holding it, and
+    // presenting a spent token ends the whole session (reuse detection).
+    const { data } = await Auth.refresh({ headers: WEB_CLIENT_HEADER, keepalive: true });
     return data ? { access_token: data.access_token, expires_in: data.expires_in } : null;
   } catch {
     return null; // offline: treated as signed out; the sign-in page says so

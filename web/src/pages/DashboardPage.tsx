@@ -94,7 +94,7 @@ function Body({ stats }: { stats: Stats }) {
       <Section title={m.dashboard.daily}>
         <Box sx={{ width: '100%', height: 240 }} aria-hidden>
           <ResponsiveContainer>
-            <BarChart data={daily}>
+            <BarChart data={daily} accessibilityLayer={false}>
               <CartesianGrid strokeDasharray="3 3" />
               <XAxis dataKey="day" fontSize={12} />
               <YAxis allowDecimals={false} fontSize={12} />
@@ -112,7 +112,7 @@ function Body({ stats }: { stats: Stats }) {
         <Section title={m.dashboard.byClass}>
           <Box sx={{ width: '100%', height: 200 }} aria-hidden>
             <ResponsiveContainer>
-              <BarChart data={classes} layout="vertical" margin={{ left: 40 }}>
+              <BarChart data={classes} layout="vertical" margin={{ left: 40 }} accessibilityLayer={false}>
                 <XAxis type="number" allowDecimals={false} fontSize={12} />
                 <YAxis type="category" dataKey="label" width={120} fontSize={12} />
                 <Tooltip />

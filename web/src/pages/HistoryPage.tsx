@@ -256,7 +256,7 @@ export function HistoryPage() {
                         />
                       </TableCell>
                       <TableCell>
-                        <Link component={RouterLink} to={`/history/${item.id}`} aria-label={f(m.history.open, { id: item.id })}>
+                        <Link component={RouterLink} to={`/history/${item.id}`} title={f(m.history.open, { id: item.id })}>
                           {dateTime(item.created_at)}
                         </Link>
                       </TableCell>
