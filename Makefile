@@ -8,7 +8,7 @@ PORT   ?= 8000
 # The stamp is rebuilt whenever pyproject.toml changes, so `make` reinstalls only then.
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install run migrate test test-mariadb lint typecheck openapi client openapi-lint e2e-node e2e clean web web-check web-if-node e2e-web
+.PHONY: install run migrate test test-mariadb lint typecheck openapi client openapi-lint e2e-node e2e clean web web-check web-if-node
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,10 +78,12 @@ e2e-node: client $(NODE_E2E)/node_modules/.package-lock.json
 # The contract proven by real clients against a live server (uvicorn + aiosmtpd on
 # loopback): the Node flow with the installed package, Swagger UI in headless Chromium
 # (Debian's /usr/bin/chromium), a Python client generated from the live schema by
-# openapi-python-client, and schemathesis over every operation. See e2e/run.py.
-e2e: install openapi-lint e2e-node
+# openapi-python-client, schemathesis over every operation, and the web app's Playwright
+# suite (web/e2e) in the same Chromium, through nginx and through `ocupredict serve`.
+# See e2e/run.py.
+e2e: install openapi-lint e2e-node web
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_openapi_snapshot.py
-	$(BIN)/python e2e/run.py
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python e2e/run.py
 
 # The doctors' web app (web/): React + TypeScript + Vite on the @ocupredict/client package
 # (a file: dependency on clients/typescript, built by `make client`), built to web/dist,
