@@ -75,3 +75,50 @@ async def test_no_build_the_api_starts_and_the_log_says_how(
         assert response.status_code == 404
         assert response.json()["code"] == "NOT_FOUND"
     assert any("make web" in record.getMessage() for record in caplog.records)
+
+
+def test_nginx_serves_the_build_itself_and_proxies_only_the_apps_paths(tmp_path: Path) -> None:
+    import re
+
+    from app.deploy.nginx import NginxParams, app_paths, render
+
+    params = dict(
+        listen="127.0.0.1:8080",
+        sockets=[tmp_path / "a.sock"],
+        runtime_dir=tmp_path,
+        max_upload_mb=15,
+        keep_alive_seconds=10,
+    )
+    plain = render(NginxParams(**params))  # type: ignore[arg-type]
+    assert "location / {\n            proxy_pass" in plain
+    assert "try_files" not in plain
+
+    conf = render(NginxParams(**params, web_root=tmp_path / "dist"))  # type: ignore[arg-type]
+    assert f"root {tmp_path / 'dist'};" in conf
+    assert "try_files $uri /index.html =404;" in conf
+    assert 'add_header Cache-Control "public, max-age=31536000, immutable" always;' in conf
+    assert "text/javascript js mjs;" in conf
+    assert f"location {app_paths('/api/v1')} {{" in conf
+    pattern = re.compile(app_paths("/api/v1").removeprefix("~ "))
+    for path in (
+        "/api/v1",
+        "/api/v1/auth/login",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/metrics",
+        "/static-offline-docs/swagger-ui.css",
+    ):
+        assert pattern.match(path), path
+    for path in (
+        "/",
+        "/history/12",
+        "/api/v10",
+        "/apix",
+        "/metricsx",
+        "/assets/index.js",
+        "/openapi.jsonx",
+        "/docsx",
+    ):
+        assert not pattern.match(path), path
