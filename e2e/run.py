@@ -162,6 +162,8 @@ def web_serve_step(env: dict[str, str], tmp: Path, client_env: dict[str, str]) -
     print("\n== e2e: ocupredict serve (make run) serves the web app", flush=True)
     port = free_port()
     args = [str(BIN / "ocupredict"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    # This checkout's app, whatever the installed package points at (as the harness does).
+    env = {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)}
     with background(args, tmp / "server-serve.log", env, tmp, "ocupredict serve") as proc:
         try:
             wait_for_port(port, proc, 300)
