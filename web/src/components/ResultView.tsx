@@ -114,7 +114,8 @@ function Photo({ prediction, onExpired }: { prediction: Prediction; onExpired: (
             style={{ width: '100%', height: 'auto', display: 'block', borderRadius: 8 }}
             onError={() => {
               // A signed URL that expired: fetch the record again (once per URL).
-              if (failedSrc !== src) {
+              const expired = Date.parse(prediction.image_url_expires_at) <= Date.now() + 5_000;
+              if (failedSrc !== src && expired) {
                 setFailedSrc(src);
                 onExpired();
               }

@@ -252,7 +252,10 @@ export function HistoryPage() {
                           height={56}
                           loading="lazy"
                           style={{ objectFit: 'cover', borderRadius: 4, display: 'block' }}
-                          onError={() => void list.refetch()}
+                          onError={() => {
+                            // An expired signed URL: the page again, with fresh ones.
+                            if (Date.parse(item.thumbnail_url_expires_at) <= Date.now() + 5_000) void list.refetch();
+                          }}
                         />
                       </TableCell>
                       <TableCell>
