@@ -51,6 +51,7 @@ WEB_LOCATIONS = """\
         }}
 """
 
+
 @dataclass(frozen=True)
 class NginxParams:
     listen: str  # host:port
@@ -102,9 +103,9 @@ def render(params: NginxParams) -> str:
         "model_max_body_bytes": str(params.model_max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD),
         "api_prefix": params.api_prefix,
         "read_timeout": str(params.read_timeout_seconds),
-        "web_locations": "" if params.web_root is None else WEB_LOCATIONS.format(
-            web_root=params.web_root
-        ),
+        "web_locations": ""
+        if params.web_root is None
+        else WEB_LOCATIONS.format(web_root=params.web_root),
         "app_location": "/" if params.web_root is None else app_paths(params.api_prefix),
     }
 
