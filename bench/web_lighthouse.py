@@ -1,7 +1,9 @@
 """Lighthouse 12.2.3 (npm, run by npx) with Debian's Chromium on the web app's sign-in,
 evaluation and history screens: the performance and accessibility scores (target: >= 90).
 
-    make web && .venv/bin/python bench/web_lighthouse.py
+    make web && .venv/bin/python bench/web_lighthouse.py [--mobile]
+
+Desktop preset by default; --mobile: Lighthouse's default throttled phone (slow 4G, 4x CPU).
 
 Starts `ocupredict serve` (make run's shape: the app serves web/dist) on a temporary SQLite
 database, makes a doctor (`create-admin`: an account that can use every doctor screen),
@@ -47,10 +49,11 @@ def fresh_cookie(base_url: str, email: str, password: str) -> str:
     return response.cookies["ocupredict_refresh"]
 
 
-def lighthouse(url: str, out: Path, cookie: str | None) -> dict[str, float]:
+def lighthouse(url: str, out: Path, cookie: str | None, mobile: bool) -> dict[str, float]:
     args = ["npx", "--yes", LIGHTHOUSE, url, "--quiet", "--output=json", f"--output-path={out}"]
     args += ["--only-categories=performance,accessibility", f"--chrome-flags={CHROME_FLAGS}"]
-    args += ["--form-factor=desktop", "--screenEmulation.disabled", "--throttling-method=provided"]
+    if not mobile:  # Lighthouse's default is a throttled (simulated slow 4G) phone
+        args += ["--preset=desktop"]
     if cookie:
         args.append("--extra-headers=" + json.dumps({"Cookie": f"ocupredict_refresh={cookie}"}))
     env = {**os.environ, "CHROME_PATH": "/usr/bin/chromium"}
@@ -60,6 +63,7 @@ def lighthouse(url: str, out: Path, cookie: str | None) -> dict[str, float]:
 
 
 def main() -> int:
+    mobile = "--mobile" in sys.argv[1:]
     if not (ROOT / "web" / "dist" / "index.html").is_file():
         print("web/dist is missing: run `make web` first", file=sys.stderr)
         return 2
@@ -74,6 +78,7 @@ def main() -> int:
         "MAIL_BACKEND": "console",
         "WEB_DIST_DIR": str(ROOT / "web" / "dist"),
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+        "PYTHONPATH": str(ROOT),  # this checkout's app, whatever the venv points at
     }
     email, password = "lighthouse@example.com", secrets.token_urlsafe(16)
     ocupredict(["migrate"], env, tmp)
@@ -91,7 +96,7 @@ def main() -> int:
         time.sleep(1)
         for name, path in SCREENS.items():
             cookie = None if path == "/signin" else fresh_cookie(base_url, email, password)
-            scores = lighthouse(base_url + path, tmp / f"{name}.json", cookie)
+            scores = lighthouse(base_url + path, tmp / f"{name}.json", cookie, mobile)
             line = ", ".join(f"{k} {v:.0f}" for k, v in scores.items())
             low = [k for k, v in scores.items() if v < TARGET]
             failed = failed or bool(low)

@@ -5,6 +5,7 @@ build: the API still starts and the log says how to get one."""
 
 from __future__ import annotations
 
+import gzip
 import logging
 from pathlib import Path
 
@@ -22,6 +23,8 @@ def dist(tmp_path: Path) -> Path:
     (root / "assets").mkdir(parents=True)
     (root / "index.html").write_text(INDEX)
     (root / "assets" / "index-3f2a9c01.js").write_text("console.log('app')")
+    script = "console.log('app')"
+    (root / "assets" / "index-3f2a9c01.js.gz").write_bytes(gzip.compress(script.encode()))
     (root / "favicon.svg").write_text("<svg/>")
     (tmp_path / "secret.txt").write_text("outside the build")
     return root
@@ -42,6 +45,17 @@ async def test_the_build_is_served_with_the_spa_fallback(
         assert asset.headers["cache-control"] == IMMUTABLE
         assert "javascript" in asset.headers["content-type"]
         assert (await client.head("/favicon.svg")).status_code == 200
+        # The build's precompressed file for a client that takes gzip; the plain one else.
+        zipped = await client.get("/assets/index-3f2a9c01.js", headers={"Accept-Encoding": "gzip"})
+        assert zipped.headers["content-encoding"] == "gzip"
+        assert zipped.headers["vary"] == "Accept-Encoding"
+        assert zipped.text == "console.log('app')"  # httpx decoded it
+        assert "javascript" in zipped.headers["content-type"]
+        plain = await client.get(
+            "/assets/index-3f2a9c01.js", headers={"Accept-Encoding": "identity"}
+        )
+        assert "content-encoding" not in plain.headers
+        assert plain.text == "console.log('app')"
 
         # A missing file is a 404 (not the page), and nothing outside the build leaks.
         for path in ("/assets/gone-0000.js", "/../secret.txt", "/%2e%2e/secret.txt"):
@@ -98,6 +112,7 @@ def test_nginx_serves_the_build_itself_and_proxies_only_the_apps_paths(tmp_path:
     assert "try_files $uri /index.html =404;" in conf
     assert 'add_header Cache-Control "public, max-age=31536000, immutable" always;' in conf
     assert "text/javascript js mjs;" in conf
+    assert "gzip_static on;" in conf
     assert f"location {app_paths('/api/v1')} {{" in conf
     pattern = re.compile(app_paths("/api/v1").removeprefix("~ "))
     for path in (

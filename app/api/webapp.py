@@ -11,6 +11,7 @@ serve-nginx serves the same folder from nginx (app/deploy/nginx.conf.template).
 from __future__ import annotations
 
 import logging
+import mimetypes
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -71,18 +72,37 @@ class WebAppFallback:
         if found is not None:
             hashed = path.startswith("/assets/")
             headers = {"Cache-Control": IMMUTABLE if hashed else REVALIDATE}
-            response = FileResponse(found, headers=headers)
+            response = _file_response(found, headers, scope)
         elif "." in path.rsplit("/", 1)[-1]:
             # A missing file (a stale asset name): the API's 404, not the app's page.
             await self.not_found(scope, receive, send)
             return
         else:
-            response = FileResponse(
-                self.root / "index.html",
-                headers={"Cache-Control": REVALIDATE},
-                media_type="text/html",
-            )
+            index = self.root / "index.html"
+            response = _file_response(index, {"Cache-Control": REVALIDATE}, scope)
         await response(scope, receive, send)
+
+
+def _accepts_gzip(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"accept-encoding" and b"gzip" in value.lower():
+            return True
+    return False
+
+
+def _file_response(path: Path, headers: dict[str, str], scope: Scope) -> FileResponse:
+    """The file, or the build's precompressed file.gz beside it for a client that takes
+    gzip (the build writes one for each text file)."""
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if media_type in ("text/javascript", "application/javascript"):
+        media_type = "text/javascript"
+    compressed = path.with_name(path.name + ".gz")
+    if compressed.is_file():
+        headers = {**headers, "Vary": "Accept-Encoding"}
+        if _accepts_gzip(scope):
+            headers["Content-Encoding"] = "gzip"
+            return FileResponse(compressed, headers=headers, media_type=media_type)
+    return FileResponse(path, headers=headers, media_type=media_type)
 
 
 def install_web_app(app: FastAPI, directory: Path, api_prefix: str) -> bool:

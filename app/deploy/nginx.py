@@ -41,6 +41,8 @@ WEB_LOCATIONS = """\
             font/woff2 woff2;
             text/plain txt;
         }}
+        # The build's file.gz beside each text file, sent as is to a client taking gzip.
+        gzip_static on;
         location /assets/ {{
             add_header Cache-Control "public, max-age=31536000, immutable" always;
             try_files $uri =404;
