@@ -8,7 +8,7 @@ PORT   ?= 8000
 # The stamp is rebuilt whenever pyproject.toml changes, so `make` reinstalls only then.
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install run migrate test test-mariadb test-galera lint typecheck openapi client openapi-lint e2e-node e2e clean
+.PHONY: install run migrate test test-mariadb test-galera lint typecheck openapi client openapi-lint e2e-node e2e clean web web-check web-if-node
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ install: $(STAMP)
 migrate: install
 	$(BIN)/ocupredict migrate
 
-run: install migrate
+run: install migrate web-if-node
 	$(BIN)/ocupredict serve --host $(HOST) --port $(PORT)
 
 # The Galera tests start a 3-node cluster of their own: `make test-galera` runs them.
@@ -85,12 +85,39 @@ e2e-node: client $(NODE_E2E)/node_modules/.package-lock.json
 # The contract proven by real clients against a live server (uvicorn + aiosmtpd on
 # loopback): the Node flow with the installed package, Swagger UI in headless Chromium
 # (Debian's /usr/bin/chromium), a Python client generated from the live schema by
-# openapi-python-client, and schemathesis over every operation. See e2e/run.py.
-e2e: install openapi-lint e2e-node
+# openapi-python-client, schemathesis over every operation, and the web app's Playwright
+# suite (web/e2e) in the same Chromium, through nginx and through `ocupredict serve`.
+# See e2e/run.py.
+e2e: install openapi-lint e2e-node web
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_openapi_snapshot.py
-	$(BIN)/python e2e/run.py
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python e2e/run.py
+
+# The doctors' web app (web/): React + TypeScript + Vite on the @ocupredict/client package
+# (a file: dependency on clients/typescript, built by `make client`), built to web/dist,
+# which the app (and nginx under serve-nginx) serves at /.
+WEB_DIR := web
+$(WEB_DIR)/node_modules/.package-lock.json: $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
+	cd $(WEB_DIR) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+	touch $@
+
+web: client $(WEB_DIR)/node_modules/.package-lock.json
+	cd $(WEB_DIR) && npm run build
+
+# The web app's checks: tsc --strict, eslint, the vitest unit tests.
+web-check: client $(WEB_DIR)/node_modules/.package-lock.json
+	cd $(WEB_DIR) && npm run typecheck && npm run lint && npm test
+
+# `make run` builds the web app when Node >= 20 is on PATH; without it the API still starts
+# (and its log says how to get the web app).
+web-if-node:
+	@if command -v node >/dev/null 2>&1 && node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then \
+		$(MAKE) web || echo "web app build failed; the API starts without it" >&2; \
+	else \
+		echo "Node >= 20 not found: the API starts without the web app (install Node, then make web)" >&2; \
+	fi
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 	rm -rf $(NPM_DIR)/node_modules $(NPM_DIR)/src/client $(NPM_DIR)/dist $(NPM_DIR)/*.tgz
 	rm -rf $(NODE_E2E)/node_modules $(NODE_E2E)/dist
+	rm -rf $(WEB_DIR)/node_modules $(WEB_DIR)/dist

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # text (readable) or json (one object a line, for log search); auto: json in production
     log_format: Literal["auto", "text", "json"] = "auto"
 
+    # The built web app (`make web`: web/dist) served at / by the app and by serve-nginx;
+    # when the folder has no index.html the API still starts and the log says how to build it.
+    web_dist_dir: Path = Path(__file__).resolve().parent.parent / "web" / "dist"
+
     # Database
     database_url: str = "sqlite+aiosqlite:///./var/ocupredict.db"
     database_echo: bool = False

@@ -111,6 +111,15 @@ class EmailNotVerified(KnownError):
     message = "Verify the email address first (see /auth/verify)"
 
 
+class CsrfRejected(KnownError):
+    """A request that presents the refresh-token cookie without the web app's header
+    (X-OcuPredict-Client: web) or from another origin: a cross-site request forgery."""
+
+    status_code = 403
+    code = "CSRF_REJECTED"
+    message = "The session cookie is accepted only from the web app itself"
+
+
 class AccountDisabled(KnownError):
     status_code = 403
     code = "ACCOUNT_DISABLED"

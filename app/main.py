@@ -33,6 +33,7 @@ from app.api.routes import (
 )
 from app.api.security_headers import SecurityHeadersMiddleware
 from app.api.state import AppState
+from app.api.webapp import install_web_app
 from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
 from app.errors import PayloadTooLarge
@@ -154,4 +155,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, prefix=prefix, responses=body_limit)
     app.include_router(metrics.router)  # outside API_PREFIX, as Prometheus expects
     customise_openapi(app, token_url=f"{prefix}/auth/login")
+    install_web_app(app, settings.web_dist_dir, prefix)  # web/dist at /, when built
     return app

@@ -17,6 +17,7 @@ from fastapi import BackgroundTasks, Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api.error_i18n import remember_locale
 from app.api.state import AppState
 from app.config import Settings
 from app.db.models import Prediction as PredictionRow
@@ -168,7 +169,10 @@ class AuthContext:
 
 
 async def get_auth_context(
-    session: SessionDep, settings: SettingsDep, token: BearerToken
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: BearerToken,
 ) -> AuthContext:
     if not token:
         raise NotAuthenticated()
@@ -181,6 +185,7 @@ async def get_auth_context(
     if user is None:  # user deleted, or the session was logged out / revoked
         raise NotAuthenticated()
     set_user_id(user.id)  # for the log lines of this request
+    remember_locale(request, user.locale)  # the language of this request's error details
     return AuthContext(user=user, session_id=claims.session_id)
 
 
@@ -204,13 +209,16 @@ AdminUser = Annotated[User, Depends(get_admin_user)]
 
 
 async def get_optional_user(
-    session: SessionDep, settings: SettingsDep, token: BearerToken
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: BearerToken,
 ) -> User | None:
     """The bearer token's user, or None when there is no valid token."""
     if not token:
         return None
     try:
-        context = await get_auth_context(session, settings, token)
+        context = await get_auth_context(request, session, settings, token)
     except NotAuthenticated:
         return None
     return context.user

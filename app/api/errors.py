@@ -44,6 +44,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import metrics
+from app.api.error_i18n import localized
 from app.db.retry import WriteConflict, retry_reason
 from app.errors import (
     AppError,
@@ -181,12 +182,13 @@ def error_responses(*errors: type[KnownError] | int) -> dict[int | str, dict[str
     return responses
 
 
-async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return error_response(exc.status_code, exc.code, exc.detail, exc.headers)
+    detail = localized(request, exc.code, exc.detail)
+    return error_response(exc.status_code, exc.code, detail, exc.headers)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400:
         # Our own 400s are AppErrors (INVALID_CODE, ...). A bare 400 HTTPException comes
@@ -198,6 +200,7 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
         return error_response(422, ValidationFailed.code, [problem])
     code = getattr(exc, "code", None) or _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
+    detail = localized(request, code, detail)
     return error_response(exc.status_code, code, detail, getattr(exc, "headers", None))
 
 
@@ -222,16 +225,17 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(
         500,
         "INTERNAL_ERROR",
-        f"Internal server error (request id {request_id})",
+        localized(request, "INTERNAL_ERROR", f"Internal server error (request id {request_id})"),
         {"X-Request-ID": request_id},
     )
 
 
-async def _storage_unavailable(_: Request, exc: Exception) -> JSONResponse:
+async def _storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("image store unavailable", exc_info=exc)
     metrics.IMAGE_STORE_ERRORS.inc()
     error = StorageUnavailableError()
-    return error_response(error.status_code, error.code, error.detail)
+    detail = localized(request, error.code, error.detail)
+    return error_response(error.status_code, error.code, detail)
 
 
 # The database cannot be reached or dropped the connection (a restart, a failover): the
@@ -271,7 +275,8 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
         request_id_var.reset(token)
     metrics.DATABASE_ERRORS.inc()
     error = DatabaseUnavailable()
-    return error_response(error.status_code, error.code, error.detail)
+    detail = localized(request, error.code, error.detail)
+    return error_response(error.status_code, error.code, detail)
 
 
 def install_error_handlers(app: FastAPI) -> None:

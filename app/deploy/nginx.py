@@ -21,6 +21,39 @@ _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 COMPOSE_SOCKET_DIR = Path("/srv/ocupredict/run")
 COMPOSE_LISTEN = "0.0.0.0:8080"
 COMPOSE_PROCESSES = 2
+# The web app built by the Dockerfile's Node stage (WEB_DIST_DIR in the image).
+COMPOSE_WEB_ROOT = Path("/srv/ocupredict/web/dist")
+
+# With the web app: nginx serves its files itself (hashed assets cached for a year, the
+# app's routes falling back to index.html) and proxies only the app's own paths.
+WEB_LOCATIONS = """\
+        # The web app (WEB_DIST_DIR): hashed assets for a year, everything else revalidated,
+        # and the app's own routes (/history/12, ...) answered by its index.html.
+        root {web_root};
+        types {{
+            text/html html;
+            text/javascript js mjs;
+            text/css css;
+            application/json json map;
+            application/manifest+json webmanifest;
+            image/svg+xml svg;
+            image/png png;
+            image/jpeg jpg jpeg;
+            image/x-icon ico;
+            font/woff2 woff2;
+            text/plain txt;
+        }}
+        # The build's file.gz beside each text file, sent as is to a client taking gzip.
+        gzip_static on;
+        location /assets/ {{
+            add_header Cache-Control "public, max-age=31536000, immutable" always;
+            try_files $uri =404;
+        }}
+        location / {{
+            add_header Cache-Control "no-cache" always;
+            try_files $uri /index.html =404;
+        }}
+"""
 
 
 @dataclass(frozen=True)
@@ -42,6 +75,7 @@ class NginxParams:
     tls_cert: Path | None = None  # with tls_key: HTTPS (and HTTP/2) on `listen`
     tls_key: Path | None = None
     json_logs: bool = True  # the access log's format: JSON lines, else readable text
+    web_root: Path | None = None  # the built web app (web/dist); None: the app serves /
 
 
 # Mozilla's "intermediate" profile (TLS 1.2 and 1.3; the 1.2 suites with forward secrecy
@@ -83,6 +117,16 @@ def socket_path(socket_dir: Path, index: int) -> Path:
     return socket_dir / f"ocupredict-{index}.sock"
 
 
+def app_paths(api_prefix: str) -> str:
+    """The regex location of what the app answers beside the web app: the API, its docs,
+    the schema and /metrics (Swagger UI's own files under /static-offline-docs too)."""
+    prefix = re.escape(api_prefix.rstrip("/"))
+    return (
+        f"~ ^(?:{prefix}(?:/|$)|/docs(?:/|$)|/redoc$|/openapi\\.json$|/metrics$"
+        "|/static-offline-docs/)"
+    )
+
+
 def render(params: NginxParams) -> str:
     template = files("app.deploy").joinpath("nginx.conf.template").read_text("utf-8")
     upstream_keepalive = max(1, min(60, params.keep_alive_seconds - 5))
@@ -111,6 +155,10 @@ def render(params: NginxParams) -> str:
         "model_max_body_bytes": str(params.model_max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD),
         "api_prefix": params.api_prefix,
         "read_timeout": str(params.read_timeout_seconds),
+        "web_locations": ""
+        if params.web_root is None
+        else WEB_LOCATIONS.format(web_root=params.web_root),
+        "app_location": "/" if params.web_root is None else app_paths(params.api_prefix),
     }
 
     def substitute(match: re.Match[str]) -> str:
@@ -133,6 +181,7 @@ def compose_rendering() -> str:
             keep_alive_seconds=settings.keep_alive_seconds,
             model_max_upload_mb=settings.model_max_upload_mb,
             api_prefix=settings.api_prefix,
+            web_root=COMPOSE_WEB_ROOT,
             error_log="stderr",
             access_log="/dev/stdout",
             json_logs=True,  # the stack runs with ENVIRONMENT=production

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from app.api.webapp import web_dist
 from app.config import Settings
 from app.deploy.nginx import NginxParams, relay_error_log, render, socket_path
 from app.metrics import MULTIPROC_ENV, mark_process_dead, reset_multiprocess_dir
@@ -105,6 +106,7 @@ class Supervisor:
                 trusted_proxies=tuple(self.settings.trusted_proxies),
                 tls_cert=self.tls[0] if self.tls else None,
                 tls_key=self.tls[1] if self.tls else None,
+                web_root=web_dist(self.settings.web_dist_dir),
                 user=pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None,
                 error_log="stderr",  # relayed into this process's log (relay_error_log)
                 json_logs=self.settings.json_logs,

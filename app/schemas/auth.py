@@ -156,7 +156,10 @@ class TokenPair(BaseModel):
     at /auth/refresh before or after the access token expires (each refresh token works once)."""
 
     access_token: str = Field(description="JWT (HS256), valid `expires_in` seconds.")
-    refresh_token: str = Field(description="Opaque; single use; valid 30 days by default.")
+    refresh_token: str | None = Field(
+        description="Opaque; single use; valid 30 days by default. null in the cookie session "
+        "mode (`session=cookie`): the token is then in the HttpOnly cookie only."
+    )
     token_type: Literal["bearer"] = Field(description="Always bearer (OAuth2).")
     expires_in: int = Field(description="Seconds until the access token expires.", examples=[900])
 

@@ -75,7 +75,7 @@ class QualityInfo(BaseModel):
 
 
 class PredictionSummary(BaseModel):
-    """A prediction as listed by GET /history (no image URL)."""
+    """A prediction as listed by GET /history (no image URL; a thumbnail URL)."""
 
     id: int = Field(description="Prediction id (path parameter of the history routes)")
     created_at: AwareDatetime = Field(description="When it was classified (ISO 8601, UTC)")
@@ -106,6 +106,11 @@ class PredictionSummary(BaseModel):
         "retake_image (ungradable photograph); null on results made before it existed",
         examples=["routine"],
     )
+    thumbnail_url: str = Field(
+        description="Short-lived signed URL of a small JPEG of the image (at most 256 px on "
+        "its longer side; usable in an <img> tag)"
+    )
+    thumbnail_url_expires_at: AwareDatetime = Field(description="When thumbnail_url stops working")
 
 
 class Prediction(PredictionSummary):
@@ -116,7 +121,10 @@ class Prediction(PredictionSummary):
     image_url_expires_at: AwareDatetime = Field(description="When image_url stops working")
 
 
-def summary_from_row(row: PredictionRow, label_for: LabelFor) -> PredictionSummary:
+def summary_from_row(
+    row: PredictionRow, label_for: LabelFor, thumbnail: tuple[str, datetime]
+) -> PredictionSummary:
+    """`thumbnail`: the signed thumbnail URL and its expiry (app.services.thumbnails)."""
     probabilities = [
         ClassProbability(class_code=code, label=label_for(code), probability=float(p))
         for code, p in zip(row.class_codes, row.probabilities, strict=True)
@@ -160,13 +168,19 @@ def summary_from_row(row: PredictionRow, label_for: LabelFor) -> PredictionSumma
         feedback=feedback,
         quality=quality,
         recommendation=row.recommendation,
+        thumbnail_url=thumbnail[0],
+        thumbnail_url_expires_at=thumbnail[1],
     )
 
 
 def detail_from_row(
-    row: PredictionRow, label_for: LabelFor, image_url: str, expires_at: datetime
+    row: PredictionRow,
+    label_for: LabelFor,
+    image_url: str,
+    expires_at: datetime,
+    thumbnail: tuple[str, datetime],
 ) -> Prediction:
-    summary = summary_from_row(row, label_for)
+    summary = summary_from_row(row, label_for, thumbnail)
     return Prediction(**summary.model_dump(), image_url=image_url, image_url_expires_at=expires_at)
 
 

@@ -31,7 +31,8 @@ from app.services import audit
 from app.services.audit_views import ViewLog
 from app.services.explain import heatmap_keys
 from app.services.images import prediction_detail
-from app.storage import ImageStore, InvalidImageKey, StorageUnavailable
+from app.services.thumbnails import thumbnail_url_for
+from app.storage import ImageStore, InvalidImageKey, StorageUnavailable, thumbnail_key
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,9 @@ class HistoryService:
             row, user, self.storage, self.settings, self.manifest, base_url, now=now
         )
 
-    async def page(self, user: User, query: HistoryQuery) -> PredictionPage:
+    async def page(
+        self, user: User, query: HistoryQuery, base_url: str, now: datetime
+    ) -> PredictionPage:
         created_from, created_before = bounds(query, self.settings.default_timezone)
         filters = HistoryFilters(
             predicted_class=query.predicted_class,
@@ -114,7 +117,12 @@ class HistoryService:
         seen = offset + len(rows) if rows else 0  # records up to the end of this page
         label = label_lookup(self.manifest, user.locale)
         return PredictionPage(
-            items=[summary_from_row(row, label) for row in rows],
+            items=[
+                summary_from_row(
+                    row, label, thumbnail_url_for(row.id, user, self.settings, base_url, now)
+                )
+                for row in rows
+            ],
             total=max(counted, seen) if estimate else counted,
             total_is_estimate=estimate,
             page=query.page,
@@ -182,7 +190,8 @@ class HistoryService:
         The other order could leave a row pointing at nothing, which is never acceptable.
         """
         prediction_id = row.id
-        keys = [row.image_key, *heatmap_keys(row)]  # the image and any cached heatmaps
+        # The image, any cached heatmaps and its thumbnail.
+        keys = [row.image_key, *heatmap_keys(row), thumbnail_key(row.image_key)]
         old = {
             "patient_ref": row.patient_ref,
             "filename": row.original_filename,

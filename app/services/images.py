@@ -34,6 +34,7 @@ from app.repositories.predictions import PredictionRepository
 from app.schemas.prediction import Prediction, detail_from_row, label_lookup
 from app.services.audit_views import ViewLog
 from app.services.explain import heatmap_png
+from app.services.thumbnails import thumbnail_jpeg, thumbnail_url_for
 from app.storage import (
     ImageNotFound,
     ImageStore,
@@ -88,9 +89,12 @@ async def prediction_detail(
     now: datetime | None = None,
 ) -> Prediction:
     """The Prediction resource for the owner's row: labels in the owner's language and a
-    fresh image URL signed for them."""
-    url, expires_at = await image_url_for(row, owner, storage, settings, base_url, now=now)
-    return detail_from_row(row, label_lookup(manifest, owner.locale), url, expires_at)
+    fresh image URL and thumbnail URL signed for them."""
+    current = now or utcnow()
+    url, expires_at = await image_url_for(row, owner, storage, settings, base_url, now=current)
+    thumbnail = thumbnail_url_for(row.id, owner, settings, base_url, current)
+    labels = label_lookup(manifest, owner.locale)
+    return detail_from_row(row, labels, url, expires_at, thumbnail)
 
 
 # --------------------------------------------------------------------------- serving
@@ -133,6 +137,7 @@ class PredictionImages:
         signature: str | None,
         now: datetime,
         preview: bool = False,
+        thumb: bool = False,
     ) -> ImageRedirect | ImageSource:
         """Access by a valid signed URL (any client; it was issued to the owner) or by the
         owner's bearer token. Anything else, including an expired or forged signature, is
@@ -150,7 +155,11 @@ class PredictionImages:
             max_age, via = ttl, "token"
         if row is None:
             raise NotFound("Prediction not found")
-        result = await self._image_of(row, ttl, max_age, preview)
+        result: ImageRedirect | ImageSource
+        if thumb:
+            result = self._thumbnail_of(row, max_age)
+        else:
+            result = await self._image_of(row, ttl, max_age, preview)
         # Served: a view. A signed URL was issued to the owner: the event names them.
         self.views.add(
             "prediction.image_view",
@@ -176,6 +185,17 @@ class PredictionImages:
         ):
             return None
         return row
+
+    def _thumbnail_of(self, row: PredictionRow, max_age: int) -> ImageSource:
+        """The small JPEG of the list (app.services.thumbnails), served by the API."""
+
+        async def load() -> tuple[bytes, str]:
+            try:
+                return await thumbnail_jpeg(row, self.storage, self.settings), "image/jpeg"
+            except (ImageNotFound, InvalidImageKey) as exc:
+                raise NotFound("Image not found") from exc
+
+        return ImageSource(strong_etag(row.sha256, "thumb"), "image/jpeg", max_age, load)
 
     async def _image_of(
         self, row: PredictionRow, ttl: int, max_age: int, preview: bool

@@ -20,6 +20,7 @@ from app.storage.base import (
     new_image_key,
     normalize_extension,
     source_image_key,
+    thumbnail_key,
     validate_key,
 )
 from app.storage.local import LocalImageStore
@@ -50,6 +51,7 @@ __all__ = [
     "normalize_extension",
     "sign_image_access",
     "source_image_key",
+    "thumbnail_key",
     "validate_key",
     "verify_image_access",
 ]

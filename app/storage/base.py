@@ -23,11 +23,14 @@ CONTENT_TYPES: dict[str, str] = {
 _EXTENSION_ALIASES = {"jpeg": "jpg"}
 
 # images/{yyyy}/{mm}/{uuid4 hex}.{ext}; fullmatch so no '..', '/', '\\' or newline slips in.
-# A file derived from an image (a heatmap) sits beside it: {image key}.heatmap-{16 hex}.png.
+# A file derived from an image sits beside it: a heatmap, {image key}.heatmap-{16 hex}.png,
+# or the list's thumbnail, {image key}.thumb.jpg.
 _KEY_RE = re.compile(
-    r"images/[0-9]{4}/(?:0[1-9]|1[0-2])/[0-9a-f]{32}\.(?:jpg|png|dcm)(?:\.heatmap-[0-9a-f]{16}\.png)?"
+    r"images/[0-9]{4}/(?:0[1-9]|1[0-2])/[0-9a-f]{32}\.(?:jpg|png|dcm)"
+    r"(?:\.heatmap-[0-9a-f]{16}\.png|\.thumb\.jpg)?"
 )
 _DERIVED = ".heatmap-"
+_THUMB = ".thumb.jpg"
 # Model registry files: models/{version}.pth (weights) and models/{version}.json (manifest).
 _MODEL_KEY_RE = re.compile(r"models/[0-9a-f]{12}\.(?:pth|json)")
 MODEL_CONTENT_TYPES: dict[str, str] = {
@@ -121,9 +124,18 @@ def heatmap_key(image_key: str, tag: str) -> str:
     return f"{image_key}{_DERIVED}{digest}.png"
 
 
+def thumbnail_key(image_key: str) -> str:
+    """The key of the image's thumbnail (a JPEG beside it)."""
+    if source_image_key(image_key) != image_key:
+        raise InvalidImageKey("a derived key has no thumbnail")
+    return f"{image_key}{_THUMB}"
+
+
 def source_image_key(key: str) -> str:
-    """The uploaded image's key: itself, or the image a derived key (heatmap) belongs to."""
-    return validate_key(key).split(_DERIVED, 1)[0]
+    """The uploaded image's key: itself, or the image a derived key (heatmap, thumbnail)
+    belongs to."""
+    key = validate_key(key).split(_DERIVED, 1)[0]
+    return key.removesuffix(_THUMB)
 
 
 def is_image_key(key: str) -> bool:

@@ -240,11 +240,13 @@ run('e2e flow', async () => {
   await expectStatus('auth.readMe (bad access token, refreshed by the package)', Auth.readMe(), 200);
   const renewed = tokens.get();
   check(renewed && renewed.refresh_token !== login.refresh_token, 'the package stored a new pair');
+  check(renewed.refresh_token, 'bearer mode: the refresh token is in the body');
   const { data: refreshed } = await expectStatus(
     'auth.refresh',
     Auth.refresh({ body: { refresh_token: renewed.refresh_token } }),
     200,
   );
+  check(refreshed.refresh_token, 'bearer mode: a refresh token in the body');
   check(refreshed.refresh_token !== renewed.refresh_token, 'a new refresh token');
   tokens.set(refreshed);
   await expectStatus('auth.readMe (new access token)', Auth.readMe(), 200);

@@ -73,8 +73,10 @@ async def list(  # the operation id is history-list
     user: CurrentUser,
     service: HistoryServiceDep,
     query: Annotated[HistoryQuery, Query()],
+    url: BaseUrl,
+    now: NowDep,
 ) -> PredictionPage:
-    return await service.page(user, query)
+    return await service.page(user, query, url, now)
 
 
 @router.get(
@@ -107,7 +109,8 @@ async def read(
         "send a header). S3 store: 307 to a presigned URL. Local store: the bytes with the "
         "stored content type (application/dicom for a DICOM upload, byte for byte), ETag "
         "(sha256) and Cache-Control: private. `format=png`: a PNG rendered from the stored "
-        "image (a DICOM's first frame), served by the API on either store. A wrong, expired "
+        "image (a DICOM's first frame), served by the API on either store; `format=thumb` "
+        "likewise a small JPEG (the list's thumbnail_url). A wrong, expired "
         "or foreign signature, or another user's id, is 404."
     ),
 )
@@ -122,17 +125,24 @@ async def image(
     signature: Annotated[str | None, Query(max_length=128, description="From image_url")] = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
     image_format: Annotated[
-        Literal["original", "png"],
+        Literal["original", "png", "thumb"],
         Query(
             alias="format",
-            description="png: a rendered PNG preview (for a DICOM in a browser)",
+            description="png: a rendered PNG preview (for a DICOM in a browser); thumb: a "
+            "JPEG at most 256 px on its longer side (made on first request, then cached)",
         ),
     ] = "original",
 ) -> Response:
     if user is None and (expires is None or signature is None):
         raise NotAuthenticated()
     result = await images.image(
-        id, user, expires=expires, signature=signature, now=now, preview=image_format == "png"
+        id,
+        user,
+        expires=expires,
+        signature=signature,
+        now=now,
+        preview=image_format == "png",
+        thumb=image_format == "thumb",
     )
     if isinstance(result, ImageRedirect):
         return RedirectResponse(

@@ -43,8 +43,8 @@ export function configure(options: ConfigureOptions): void {
   const refresh = (): Promise<boolean> => {
     refreshing ??= (async () => {
       const current = tokens?.get();
-      if (!current) {
-        return false;
+      if (!current?.refresh_token) {
+        return false; // none, or a cookie-mode pair (the web app refreshes by its cookie)
       }
       const { data } = await Auth.refresh({ body: { refresh_token: current.refresh_token } });
       tokens?.set(data); // undefined when the session is over: the caller logs in again

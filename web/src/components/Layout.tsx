@@ -1,0 +1,132 @@
+import { Auth } from '@ocupredict/client';
+import {
+  AppBar,
+  Box,
+  Button,
+  Container,
+  FormControl,
+  InputLabel,
+  MenuItem,
+  Select,
+  Toolbar,
+  Typography,
+} from '@mui/material';
+import { useQueryClient } from '@tanstack/react-query';
+import { useId } from 'react';
+import type { ReactNode } from 'react';
+import { NavLink, Link as RouterLink, useNavigate } from 'react-router';
+
+import { unwrap } from '../api/errors';
+import { ME_KEY, useAuth } from '../auth';
+import { useI18n } from '../i18n/i18n';
+import { LANGS } from '../i18n/messages';
+import type { Lang } from '../i18n/messages';
+
+export function LanguageSelect() {
+  const { m, lang, setLang } = useI18n();
+  const { user } = useAuth();
+  const queryClient = useQueryClient();
+  const id = useId();
+  const change = async (next: Lang) => {
+    setLang(next);
+    if (user && user.locale !== next) {
+      // Saved as the account's locale: emails and the API's labels follow it.
+      const updated = await unwrap(Auth.updateMe({ body: { locale: next } })).catch(() => undefined);
+      if (updated) {
+        queryClient.setQueryData(ME_KEY, updated);
+        await queryClient.invalidateQueries({ predicate: (q) => q.queryKey[0] !== ME_KEY[0] });
+      }
+    }
+  };
+  return (
+    <FormControl size="small" sx={{ minWidth: 120 }}>
+      <InputLabel id={`${id}-label`} sx={{ color: 'inherit' }}>
+        {m.nav.language}
+      </InputLabel>
+      <Select
+        labelId={`${id}-label`}
+        label={m.nav.language}
+        value={lang}
+        onChange={(e) => void change(e.target.value as Lang)}
+        data-testid="language"
+        sx={{ color: 'inherit', '.MuiOutlinedInput-notchedOutline': { borderColor: 'currentColor' }, '.MuiSvgIcon-root': { color: 'inherit' } }}
+      >
+        {LANGS.map((l) => (
+          <MenuItem key={l} value={l} lang={l}>
+            {m.lang[l]}
+          </MenuItem>
+        ))}
+      </Select>
+    </FormControl>
+  );
+}
+
+const linkSx = {
+  color: 'inherit',
+  textDecoration: 'none',
+  px: 1,
+  py: 0.5,
+  borderRadius: 1,
+  borderBottom: '2px solid transparent',
+  '&.active': { borderBottomColor: 'currentColor', fontWeight: 700 },
+  '&:focus-visible': { outline: '2px solid #fff', outlineOffset: 2 },
+} as const;
+
+export function Layout({ children }: { children: ReactNode }) {
+  const { m } = useI18n();
+  const { status, signOut } = useAuth();
+  const navigate = useNavigate();
+  const signedIn = status === 'signed-in';
+  return (
+    <>
+      <Box
+        component="a"
+        href="#main"
+        sx={{
+          position: 'absolute',
+          left: -9999,
+          '&:focus': { left: 8, top: 8, zIndex: 2000, bgcolor: 'background.paper', p: 1 },
+        }}
+      >
+        {m.skipToContent}
+      </Box>
+      <AppBar position="static" component="header">
+        <Toolbar sx={{ flexWrap: 'wrap', gap: 1, py: 1 }}>
+          <Typography variant="h6" component={RouterLink} to="/" sx={{ color: 'inherit', textDecoration: 'none', mr: 2 }}>
+            {m.appName}
+          </Typography>
+          {signedIn && (
+            <Box component="nav" aria-label={m.nav.menu} sx={{ display: 'flex', flexWrap: 'wrap', gap: 0.5, flexGrow: 1 }}>
+              <Box component={NavLink} to="/evaluate" sx={linkSx}>
+                {m.nav.evaluate}
+              </Box>
+              <Box component={NavLink} to="/history" sx={linkSx}>
+                {m.nav.history}
+              </Box>
+              <Box component={NavLink} to="/dashboard" sx={linkSx}>
+                {m.nav.dashboard}
+              </Box>
+              <Box component={NavLink} to="/profile" sx={linkSx}>
+                {m.nav.profile}
+              </Box>
+            </Box>
+          )}
+          {!signedIn && <Box sx={{ flexGrow: 1 }} />}
+          <LanguageSelect />
+          {signedIn && (
+            <Button
+              color="inherit"
+              variant="outlined"
+              onClick={() => void signOut().finally(() => navigate('/signin'))}
+            >
+              {m.nav.signOut}
+            </Button>
+          )}
+        </Toolbar>
+      </AppBar>
+      <Container component="main" id="main" tabIndex={-1} maxWidth="lg" sx={{ py: 3, outline: 'none' }}>
+        {children}
+      </Container>
+    </>
+  );
+}
