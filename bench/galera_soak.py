@@ -42,7 +42,8 @@ from pathlib import Path
 from _common import ROOT, cpu_count, fundus_jpeg, multipart
 from soak import EMAIL, PASSWORD, login, post, unique_upload
 
-from app.deploy.galera import GaleraCluster, missing_requirements
+from app.deploy.galera import GaleraCluster
+from app.deploy.galera_node import missing_requirements
 from app.deploy.harness import NginxStack, unix_get
 
 BIN = Path(sys.executable).parent

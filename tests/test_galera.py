@@ -32,7 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from alembic import command
 from app.db.models import User
 from app.db.retry import DEFAULT_POLICY
-from app.deploy.galera import GaleraCluster, missing_requirements
+from app.deploy.galera import GaleraCluster
+from app.deploy.galera_node import missing_requirements
 from tests.support.auth import AUTH, PASSWORD, bearer, login, next_code, register
 from tests.support.factories import add_prediction, app_of, make_doctor
 from tests.support.harness import ClientFactory, in_own_thread

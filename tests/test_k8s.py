@@ -415,7 +415,9 @@ def test_serve_bounds_its_drain_and_logs_through_the_app(
     assert cli.cmd_serve(settings, args) == 0
     assert seen["app"] == "app.main:create_app" and seen["factory"] is True
     assert seen["timeout_graceful_shutdown"] == 42
-    assert seen["access_log"] is False and seen["log_config"] is None
+    # uvicorn's loggers go through the app's handler (app.observability), its access off.
+    assert seen["access_log"] is False
+    assert seen["log_config"]["handlers"]["ocupredict"]["()"] == "app.observability.make_handler"
     assert seen["workers"] == 1 and seen["port"] == 8080
     assert os.environ["WEB_WORKERS"] == "1"  # the process's own count, for its threads
 

@@ -149,7 +149,7 @@ async def test_expired_or_unknown_cookie_is_refused_and_cleared(
 
     from app.db.base import utcnow
     from app.db.models import RefreshToken
-    from tests.factories import app_of
+    from tests.support.factories import app_of
 
     token = cookie_value(await verified_in_cookie_mode(client, mailbox, "lapsed@example.com"))
     async with app_of(client).state.sessionmaker() as session:

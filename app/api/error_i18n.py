@@ -29,6 +29,13 @@ SPANISH_BY_CODE: dict[str, str] = {
     "EMAIL_NOT_VERIFIED": "Primero verifique la dirección de correo",
     "EMAIL_TAKEN": "Ya existe una cuenta con este correo",
     "FILE_TOO_LARGE": "El archivo supera el tamaño máximo permitido",
+    "IDEMPOTENCY_KEY_IN_USE": (
+        "Una solicitud con esta Idempotency-Key todavía se está procesando; reintente en breve"
+    ),
+    "IDEMPOTENCY_KEY_REUSED": (
+        "Esta Idempotency-Key se usó con otro archivo; use una clave nueva"
+    ),
+    "PAYLOAD_TOO_LARGE": "El cuerpo de la solicitud supera el límite permitido",
     "FORBIDDEN": "No permitido",
     "HTTP_ERROR": "La solicitud falló",
     "INTERNAL_ERROR": "Error interno del servidor",

@@ -69,6 +69,14 @@ export const ERROR_MESSAGES: Record<string, Message> = {
     en: 'The file is too large (15 MB at most).',
   },
   FORBIDDEN: { es: 'No tiene permiso para hacer esto.', en: 'You are not allowed to do this.' },
+  IDEMPOTENCY_KEY_IN_USE: {
+    es: 'Este envío todavía se está procesando. Espere un momento y vuelva a intentarlo.',
+    en: 'This upload is still being processed. Wait a moment and try again.',
+  },
+  IDEMPOTENCY_KEY_REUSED: {
+    es: 'Ese reintento no corresponde al archivo enviado. Vuelva a subir la imagen.',
+    en: 'That retry does not match the file sent. Upload the image again.',
+  },
   INVALID_CLASS_CODE: {
     es: 'Esa clase no pertenece a esta evaluación.',
     en: 'That class is not one of this evaluation.',
@@ -97,6 +105,10 @@ export const ERROR_MESSAGES: Record<string, Message> = {
   LAST_ADMIN: {
     es: 'No se puede desactivar al último administrador.',
     en: 'The last administrator cannot be disabled.',
+  },
+  PAYLOAD_TOO_LARGE: {
+    es: 'La solicitud es demasiado grande.',
+    en: 'The request is too large.',
   },
   MODEL_ACTIVE: {
     es: 'La versión activa del modelo no se puede retirar.',
