@@ -20,6 +20,7 @@ from app.api.errors import install_error_handlers
 from app.api.openapi import customise_openapi
 from app.api.routes import (
     admin_audit,
+    admin_datasets,
     admin_models,
     admin_users,
     auth,
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_models.router, prefix=prefix)
     app.include_router(admin_users.router, prefix=prefix)
     app.include_router(admin_audit.router, prefix=prefix)
+    app.include_router(admin_datasets.router, prefix=prefix)
     app.include_router(metrics.router)  # outside API_PREFIX, as Prometheus expects
     customise_openapi(app, token_url=f"{prefix}/auth/login")
     return app
