@@ -283,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_import_labelled(sub)
 
+    from app.training.worker import add_parser as add_train_worker
+
+    add_train_worker(sub)
+
     openapi = sub.add_parser("openapi", help="write the OpenAPI schema as JSON")
     openapi.add_argument("--output", "-o", default="-")
     openapi.set_defaults(func=cmd_openapi)

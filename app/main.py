@@ -22,6 +22,7 @@ from app.api.routes import (
     admin_audit,
     admin_datasets,
     admin_models,
+    admin_training,
     admin_users,
     auth,
     health,
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_users.router, prefix=prefix)
     app.include_router(admin_audit.router, prefix=prefix)
     app.include_router(admin_datasets.router, prefix=prefix)
+    app.include_router(admin_training.router, prefix=prefix)
     app.include_router(metrics.router)  # outside API_PREFIX, as Prometheus expects
     customise_openapi(app, token_url=f"{prefix}/auth/login")
     return app

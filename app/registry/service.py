@@ -33,6 +33,7 @@ from app.inference.manifest import DEFAULT_MANIFEST
 from app.inference.weights import demo_weights, fetch_s3_model, load_source, weights_from_bytes
 from app.registry.holder import ModelHolder, ShadowOutcome
 from app.registry.metrics import Metrics, ShadowMetrics, compute, shadow_metrics
+from app.registry.promotion import check_promotion
 from app.registry.validation import validate_model
 from app.repositories.models import ModelRepository, Pointer
 from app.schemas.admin_models import MetricsQuery
@@ -154,6 +155,8 @@ class RegistryService:
         row = await self.read(version)
         if row.status == "retired":
             raise ModelRetired()
+        if row.status != "active":  # a trained version: gates passed, shadow evidence
+            await check_promotion(self.session, row)
         await self.session.commit()  # no snapshot held while the new classifier builds
 
         async def commit() -> None:
