@@ -85,12 +85,9 @@ class Recipe(RecipeBody):
     sha256: str = Field(description="sha256 of the recipe file")
 
 
-class Interval(BaseModel):
-    low: float
-    high: float
-
-
 class EvaluationClass(BaseModel):
+    """The candidate on the test images of one class (and the parent's recall)."""
+
     precision: float | None
     recall: float | None
     recall_ci95: list[float] | None = Field(description="95% Wilson interval [low, high]")
@@ -98,7 +95,7 @@ class EvaluationClass(BaseModel):
     parent_recall: float | None
 
 
-class Referral(BaseModel):
+class ReferralOutcome(BaseModel):
     """The refer / do-not-refer outcome against referable labels on the test set."""
 
     sensitivity: float | None
@@ -109,6 +106,8 @@ class Referral(BaseModel):
 
 
 class GateResult(BaseModel):
+    """One gate of the recipe, judged: its value on the test set against its threshold."""
+
     name: str
     passed: bool
     value: float | None
@@ -139,7 +138,7 @@ class Evaluation(BaseModel):
     ece_before: float | None = Field(description="ECE (10 bins) before temperature scaling")
     ece_after: float | None = Field(description="ECE after it")
     temperature: float
-    referral: Referral
+    referral: ReferralOutcome
     gates: list[GateResult]
     passed: bool
     min_shadow_cases: int = Field(description="Live cases to compare in shadow before activation")

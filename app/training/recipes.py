@@ -81,7 +81,7 @@ class EarlyStopping(_Strict):
     min_delta: float = Field(0.0, ge=0)
 
 
-class Referral(_Strict):
+class RecipeReferral(_Strict):
     """How the candidate's referral thresholds are re-derived on the calibration split."""
 
     target_sensitivity: float = Field(0.9, gt=0, le=1)
@@ -91,6 +91,9 @@ class Referral(_Strict):
 
 
 class Gate(_Strict):
+    """A criterion set in advance: the candidate's value must reach the threshold (or,
+    for ece_max, stay at or below it)."""
+
     name: GateName
     threshold: float
 
@@ -109,7 +112,7 @@ class Recipe(_Strict):
     early_stopping: EarlyStopping | None = None
     max_share_per_doctor: float = Field(gt=0, le=1)
     seed: int = Field(0, ge=0, le=2**62)
-    referral: Referral = Referral()
+    referral: RecipeReferral = RecipeReferral()
     gates: tuple[Gate, ...] = Field(min_length=1)
     min_shadow_cases: int = Field(ge=0, le=1_000_000)
 
