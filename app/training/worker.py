@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import torch
@@ -79,6 +79,7 @@ from app.training.trainer import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
 LOAD_CONCURRENCY = 8
 # (job id, batches done), awaited after each batch: for tests
 StepHook = Callable[[int, int], Coroutine[Any, Any, None]]
@@ -235,14 +236,15 @@ class TrainingWorker:
         codes = loaded.manifest.codes
         parent_policy = loaded.manifest.referral
         parent_thresholds = parent_policy.thresholds(codes)
+        threads = self.settings.training_threads
         temperature, thresholds, derivation = await asyncio.to_thread(
-            _calibrate, network, loaded, device, parent_thresholds
+            _in_thread(_calibrate, threads), network, loaded, device, parent_thresholds
         )
 
         await self._phase(job.id, "evaluating")
         parent = load_network(loaded.parent_state, loaded.manifest.num_classes)
         result = await asyncio.to_thread(
-            _evaluate,
+            _in_thread(_evaluate, threads),
             network,
             parent,
             loaded,
@@ -301,7 +303,7 @@ class TrainingWorker:
         recipe = loaded.recipe
         self._progress = Progress(phase="training", epochs=recipe.epochs)
         return await asyncio.to_thread(
-            train,
+            _in_thread(train, self.settings.training_threads),
             network,
             recipe,
             loaded.train,
@@ -545,6 +547,18 @@ class TrainingWorker:
                     )
                 await session.commit()
         await self._delete_checkpoints(job.id, await self._last_checkpoint(job.id))
+
+
+def _in_thread(function: Callable[P, T], threads: int) -> Callable[P, T]:
+    """`function` run with `threads` torch threads. The intra-op thread count is an
+    OpenMP setting of the calling thread: a pool thread must set it itself, or it computes
+    with whatever the last task on it left (and the same job would give other weights)."""
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        torch.set_num_threads(threads)
+        return function(*args, **kwargs)
+
+    return run
 
 
 def _reason(exc: BaseException) -> str:
