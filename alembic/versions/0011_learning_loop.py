@@ -167,13 +167,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_model_evaluations_version", table_name="model_evaluations")
-    op.drop_table("model_evaluations")
-    op.drop_index("ix_training_jobs_status", table_name="training_jobs")
-    op.drop_table("training_jobs")
-    for name in ("ix_dataset_items_patient", "ix_dataset_items_image", "ux_dataset_items_position"):
-        op.drop_index(name, table_name="dataset_items")
-    op.drop_table("dataset_items")
-    op.drop_index("ix_datasets_kind", table_name="datasets")
-    op.drop_table("datasets")
+    # Dropping a table drops its indexes (MySQL refuses to drop one a foreign key uses).
+    for table in ("model_evaluations", "training_jobs", "dataset_items", "datasets"):
+        op.drop_table(table)
     op.drop_column("model_versions", "lineage")

@@ -170,7 +170,7 @@ def finish_dataset(
         source=source,
         date_from=date_from,
         date_to=date_to,
-        created_at=now,
+        created_at=now.replace(microsecond=0),  # as a DATETIME column gives it back
         created_by=created_by,
         items=len(items),
         by_class=dict(sorted(Counter(i.label for i in items).items())),

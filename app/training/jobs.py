@@ -119,7 +119,7 @@ class TrainingJobService:
             recipe_sha256=loaded.sha256,
             recipe_body=loaded.body,
             seed=recipe.seed,
-            created_at=utcnow(),
+            created_at=utcnow().replace(microsecond=0),  # as the column gives it back
             created_by=user.id,
             attempts=0,
             cancel_requested=False,
