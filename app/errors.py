@@ -365,3 +365,42 @@ class ShuttingDown(KnownError):
     status_code = 503
     code = "SHUTTING_DOWN"
     message = "The service is shutting down; try again"
+
+
+# --------------------------------------------------------------------------- learning loop
+
+
+class DatasetOverlap(KnownError):
+    """A training job whose training set shares images or patients with its test set."""
+
+    status_code = 409
+    code = "DATASET_OVERLAP"
+    message = "The training set shares images or patients with the test set"
+
+
+class UnknownRecipe(KnownError):
+    status_code = 422
+    code = "UNKNOWN_RECIPE"
+    message = "No such training recipe (GET /admin/recipes lists them)"
+
+
+class TrainingJobFinished(KnownError):
+    status_code = 409
+    code = "TRAINING_JOB_FINISHED"
+    message = "The training job has finished already"
+
+
+class GatesNotMet(KnownError):
+    """Activation of a trained version whose evaluation did not pass its recipe's gates."""
+
+    status_code = 409
+    code = "GATES_NOT_MET"
+    message = "This trained version did not pass the gates of its recipe"
+
+
+class ShadowInsufficient(KnownError):
+    """Activation of a trained version that has not yet been compared on enough live cases."""
+
+    status_code = 409
+    code = "SHADOW_INSUFFICIENT"
+    message = "This trained version has not run in shadow on enough live cases yet"

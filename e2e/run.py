@@ -130,8 +130,9 @@ def make_web_fixtures(directory: Path) -> None:
     ungradable photograph: no fundus)."""
     import numpy as np
     from PIL import Image
-    from tests.dicom_files import dicom_bytes
-    from tests.fundus import encoded, retina_path, text_page
+
+    from tests.support.dicom import dicom_bytes
+    from tests.support.fundus import encoded, retina_path, text_page
 
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(retina_path(), directory / "retina.jpg")

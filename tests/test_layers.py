@@ -26,6 +26,7 @@ LOWER_LAYERS = (
     "app/storage",
     "app/legacy",
     "app/mail",
+    "app/training",
 )
 STATUS_NAMES = {"status_code", "status", "http_status", "status_int"}
 CONSTRUCTOR_SUFFIXES = ("Error", "Exception", "Rejected", "Response", "Unavailable")
