@@ -23,7 +23,7 @@ from app.inference.manifest import DEFAULT_MANIFEST
 from app.inference.network import seeded_state_dict
 from tests.support.factories import CODES, Doctor, add_stored_prediction
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEST_RECIPES = ROOT / "tests" / "recipes"
 INPUT_SIZE = 32  # the parent's manifest: a ResNet18 at 32 px trains in seconds on a CPU
 PARENT_SEED = 2407  # seeded untrained weights (a seed no other test registers)
