@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_import_labelled(sub)
 
-    from app.training.worker import add_parser as add_train_worker
+    from app.training.worker_command import add_parser as add_train_worker
 
     add_train_worker(sub)
 

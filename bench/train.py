@@ -57,8 +57,9 @@ from app.config import REPOSITORY_RECIPES_DIR
 from app.inference.backends import torch_device
 from app.inference.manifest import DEFAULT_MANIFEST
 from app.inference.network import load_network, seeded_state_dict
+from app.training.examples import Examples, logits_of
 from app.training.recipes import load_recipes
-from app.training.trainer import Examples, Progress, Stopped, logits_of, train
+from app.training.trainer import Progress, Stopped, train
 
 CLIENTS = 8
 SIZE = 224

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from app.cli import main
 from app.db.models import AuditEvent, DatasetItem, Prediction
-from app.training.datasets import split_of
+from app.training.splits import split_of
 from tests.support.factories import Doctor, add_stored_prediction, app_of, make_doctor
 from tests.support.fundus import encoded, fundus, grey
 from tests.support.training import labelled, photo

@@ -17,10 +17,11 @@ from app.inference.manifest import DEFAULT_MANIFEST, ModelManifest
 from app.inference.network import load_network, seeded_state_dict
 from app.registry.performance import wilson_interval
 from app.schemas.recipes import Gate
+from app.training.calibration import derive_thresholds, fit_temperature
+from app.training.calibration import softmax as training_softmax
 from app.training.evaluation import ece, evaluate, mcnemar_p, paired_difference_ci, referral_outcome
+from app.training.job_inputs import cap_per_doctor
 from app.training.recipes import load_recipes, parse_recipe
-from app.training.trainer import cap_per_doctor, derive_thresholds, fit_temperature
-from app.training.trainer import softmax as training_softmax
 
 CODES = DEFAULT_MANIFEST.codes
 

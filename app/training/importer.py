@@ -36,7 +36,8 @@ from app.inference.manifest import DEFAULT_MANIFEST, ModelManifest
 from app.inference.preprocess import decode_upload
 from app.repositories.model_versions import ModelRepository
 from app.storage import ImageStore, build_image_store, dataset_image_key
-from app.training.datasets import DatasetService, split_of
+from app.training.datasets import DatasetService
+from app.training.splits import split_of
 
 EXIT_OK, EXIT_FAILED, EXIT_SOME_REJECTED = 0, 1, 3
 _PATIENT = re.compile(r"^([A-Za-z0-9._-]{1,64})__.+")

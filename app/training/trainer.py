@@ -16,14 +16,14 @@
   a cancel takes effect within one batch.
 
 The test split never reaches this module; validation decides early stopping and the
-calibration split only the temperature and the referral thresholds (calibrate()).
+calibration split only the temperature and the referral thresholds (calibration.py).
+Augmentation and the network's logits on a split are in examples.py, the checkpoint's
+contents in checkpoints.py.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import io
 import math
 import time
 from collections import Counter
@@ -34,17 +34,13 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 import torch
-from scipy.optimize import minimize_scalar
-from scipy.special import logsumexp
 from torch import Tensor, nn
-from torchvision.transforms import v2
 
 from app.inference.network import EyeDiseaseClassifier
-from app.schemas.recipes import LAYERS, Augmentation, Recipe
-
-CHECKPOINT_FORMAT = 1
-EVAL_BATCH = 64
-UInt8Images = npt.NDArray[np.uint8]  # (N, S, S, 3) RGB, as the inference resize leaves them
+from app.schemas.recipes import LAYERS, Recipe
+from app.training.calibration import cross_entropy
+from app.training.checkpoints import CHECKPOINT_FORMAT, checkpoint_bytes, cpu_state
+from app.training.examples import Examples, augmenter, logits_of
 
 
 class Stopped(Exception):
@@ -98,17 +94,6 @@ class Hooks(Protocol):
 
 
 @dataclass
-class Examples:
-    """Images and labels (class indices) of one split."""
-
-    images: UInt8Images
-    labels: npt.NDArray[np.int64]
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-
-@dataclass
 class Outcome:
     state_dict: dict[str, Tensor]
     epochs_run: int
@@ -123,38 +108,6 @@ class Outcome:
 def epoch_seed(seed: int, epoch: int) -> int:
     digest = hashlib.sha256(f"{seed}:{epoch}".encode()).digest()
     return int.from_bytes(digest[:8], "big") & (2**63 - 1)
-
-
-def cap_per_doctor(
-    keys: Sequence[str], doctors: Sequence[int | None], share: float
-) -> tuple[list[int], dict[str, int]]:
-    """Indices kept so that no doctor's labels are more than `share` of them (the
-    feedback-loop guard), and how many of each doctor's were left out. Items without a
-    labelling doctor (imports) are never dropped. Which of a doctor's items stay is
-    decided by a hash of the image, so the same data always gives the same subset."""
-    by_doctor: dict[int, list[int]] = {}
-    unattributed = 0
-    for index, doctor in enumerate(doctors):
-        if doctor is None:
-            unattributed += 1
-        else:
-            by_doctor.setdefault(doctor, []).append(index)
-    counts = {d: len(ix) for d, ix in by_doctor.items()}
-    if not counts:
-        return list(range(len(keys))), {}
-    # The largest per-doctor count m with m <= share * (kept total) when every doctor
-    # keeps at most m.
-    cap = max(counts.values())
-    while cap > 0 and cap > share * (sum(min(n, cap) for n in counts.values()) + unattributed):
-        cap -= 1
-    kept: list[int] = [i for i, d in enumerate(doctors) if d is None]
-    dropped: dict[str, int] = {}
-    for doctor, indices in by_doctor.items():
-        ranked = sorted(indices, key=lambda i: hashlib.sha256(f"cap:{keys[i]}".encode()).digest())
-        kept += ranked[:cap]
-        if len(indices) > cap:
-            dropped[str(doctor)] = len(indices) - cap
-    return sorted(kept), dropped
 
 
 def freeze(network: EyeDiseaseClassifier, layers: Sequence[str]) -> list[nn.Parameter]:
@@ -173,114 +126,6 @@ def _frozen_modules(network: EyeDiseaseClassifier, layers: Sequence[str]) -> lis
     return [getattr(network.base, layer) for layer in LAYERS if layer not in layers]
 
 
-def augmenter(aug: Augmentation, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
-    ops: list[Any] = []
-    if aug.horizontal_flip > 0:
-        ops.append(v2.RandomHorizontalFlip(aug.horizontal_flip))
-    if aug.rotation_degrees or aug.translate or aug.scale != (1.0, 1.0):
-        ops.append(
-            v2.RandomAffine(
-                degrees=aug.rotation_degrees,
-                translate=(aug.translate, aug.translate) if aug.translate else None,
-                scale=aug.scale if aug.scale != (1.0, 1.0) else None,
-            )
-        )
-    if aug.brightness or aug.contrast or aug.saturation:
-        ops.append(
-            v2.ColorJitter(
-                brightness=aug.brightness or None,
-                contrast=aug.contrast or None,
-                saturation=aug.saturation or None,
-            )
-        )
-    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
-    return v2.Compose(ops)
-
-
-def normalized(images: UInt8Images, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """(N,3,S,S) float32 exactly as the inference preprocessing makes it."""
-    pixels = images.astype(np.float32) / 255
-    pixels = (pixels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
-
-
-def logits_of(
-    network: EyeDiseaseClassifier,
-    images: UInt8Images,
-    mean: Sequence[float],
-    std: Sequence[float],
-    device: torch.device,
-) -> npt.NDArray[np.float64]:
-    network.eval()
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(images), EVAL_BATCH):
-            batch = normalized(images[start : start + EVAL_BATCH], mean, std).to(device)
-            out.append(network(batch).float().cpu().numpy())
-    if not out:
-        return np.zeros((0, network.base.fc[-1].out_features), np.float64)
-    return np.concatenate(out).astype(np.float64)
-
-
-def _loss(logits: npt.NDArray[np.float64], labels: npt.NDArray[np.int64]) -> float:
-    if len(labels) == 0:
-        return float("nan")
-    return float(np.mean(logsumexp(logits, axis=1) - logits[np.arange(len(labels)), labels]))
-
-
-def softmax(logits: npt.NDArray[np.float64], temperature: float = 1.0) -> npt.NDArray[np.float64]:
-    scaled = logits / temperature
-    shifted = scaled - scaled.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    result: npt.NDArray[np.float64] = exp / exp.sum(axis=1, keepdims=True)
-    return result
-
-
-def fit_temperature(logits: npt.NDArray[np.float64], labels: npt.NDArray[np.int64]) -> float:
-    """The temperature minimising the negative log-likelihood (Guo et al. 2017), in
-    [0.2, 10] (a small calibration set must not make the model wildly over- or
-    under-confident: the test set's ECE judges the result); 1.0 without calibration images."""
-    if len(labels) == 0:
-        return 1.0
-
-    def nll(log_t: float) -> float:
-        return _loss(logits / math.exp(log_t), labels)
-
-    best = minimize_scalar(
-        nll, bounds=(math.log(0.2), math.log(10.0)), method="bounded", options={"xatol": 1e-5}
-    )
-    return round(math.exp(float(best.x)), 4)
-
-
-def derive_thresholds(
-    probabilities: npt.NDArray[np.float64],
-    labels: npt.NDArray[np.int64],
-    codes: Sequence[str],
-    parent: dict[str, float],
-    *,
-    target_sensitivity: float,
-    min_positives: int,
-) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
-    """Per referable class, the highest threshold that still refers `target_sensitivity`
-    of that class's calibration images (calibrated probabilities); the parent's
-    threshold when there are fewer than `min_positives` of them."""
-    thresholds: dict[str, float] = {}
-    how: dict[str, dict[str, Any]] = {}
-    for code, inherited in parent.items():
-        index = list(codes).index(code)
-        scores = np.sort(probabilities[labels == index, index])[::-1]
-        if len(scores) < min_positives:
-            thresholds[code] = inherited
-            how[code] = {"threshold": inherited, "positives": len(scores), "derived": False}
-            continue
-        k = max(1, math.ceil(target_sensitivity * len(scores)))
-        value = math.floor(float(scores[k - 1]) * 1e4) / 1e4  # down: never refer fewer
-        value = min(0.99, max(0.01, value))
-        thresholds[code] = value
-        how[code] = {"threshold": value, "positives": len(scores), "derived": True}
-    return thresholds, how
-
-
 # --------------------------------------------------------------------------- training
 
 
@@ -296,10 +141,6 @@ def _order(labels: npt.NDArray[np.int64], balanced: bool, generator: torch.Gener
     counts = Counter(labels.tolist())
     weights = torch.tensor([1.0 / counts[int(y)] for y in labels], dtype=torch.float64)
     return torch.multinomial(weights, n, replacement=True, generator=generator)
-
-
-def _cpu_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
 
 def train(
@@ -334,7 +175,7 @@ def train(
     progress = Progress(phase="training", epochs=recipe.epochs, steps=steps)
 
     first_epoch = 1
-    best_state = _cpu_state(network.state_dict())
+    best_state = cpu_state(network.state_dict())
     best_val = math.inf
     best_epoch = 0
     bad_epochs = 0
@@ -393,7 +234,7 @@ def train(
             progress.eta_s = left * recipe.batch_size / rate
             hooks.progress(progress)
 
-        val_loss = _loss(
+        val_loss = cross_entropy(
             logits_of(network, validation.images, mean, std, device), validation.labels
         )
         history.append(
@@ -409,7 +250,7 @@ def train(
         )
         if improved:
             best_val = val_loss if math.isfinite(val_loss) else math.inf
-            best_state, best_epoch, bad_epochs = _cpu_state(network.state_dict()), epoch, 0
+            best_state, best_epoch, bad_epochs = cpu_state(network.state_dict()), epoch, 0
         else:
             bad_epochs += 1
         stopped_early = (
@@ -419,7 +260,7 @@ def train(
         )
         hooks.checkpoint(
             epoch,
-            _checkpoint(
+            checkpoint_bytes(
                 network,
                 optimizer,
                 epoch=epoch,
@@ -442,31 +283,3 @@ def train(
         stopped_early=stopped_early,
         history=history,
     )
-
-
-def _checkpoint(
-    network: EyeDiseaseClassifier, optimizer: torch.optim.Optimizer, **state: Any
-) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "model": _cpu_state(network.state_dict()),
-            "optimizer": copy.deepcopy(optimizer.state_dict()),
-            **state,
-        },
-        buffer,
-    )
-    return buffer.getvalue()
-
-
-def read_checkpoint(data: bytes) -> dict[str, Any]:
-    loaded: dict[str, Any] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    return loaded
-
-
-def state_dict_bytes(state: dict[str, Tensor]) -> bytes:
-    """The candidate's weights file (a plain state dict, as the registry takes)."""
-    buffer = io.BytesIO()
-    torch.save(_cpu_state(state), buffer)
-    return buffer.getvalue()

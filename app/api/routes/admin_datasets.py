@@ -1,5 +1,6 @@
 """Learning loop datasets (admin role): snapshot the doctors' feedback, list, read, and
-export the items as CSV. Logic lives in app.training.datasets."""
+export the items as CSV. Logic lives in app.training.datasets and, for the CSV,
+app.training.dataset_export."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from app.errors import (
     ValidationFailed,
 )
 from app.schemas.admin_datasets import Dataset, DatasetCreate, DatasetListQuery
-from app.training.datasets import DatasetService, export_csv
+from app.training.dataset_export import export_csv
+from app.training.datasets import DatasetService
 
 router = APIRouter(prefix="/admin/datasets", tags=["admin"])
 _ADMIN = (NotAuthenticated, Forbidden)
