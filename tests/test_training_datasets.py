@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from app.cli import main
-from app.db.models import AuditEvent, DatasetItem, Prediction
+from app.db.learning import DatasetItem
+from app.db.models import AuditEvent, Prediction
 from app.training.splits import split_of
 from tests.support.factories import Doctor, add_stored_prediction, app_of, make_doctor
 from tests.support.fundus import encoded, fundus, grey
@@ -283,7 +284,7 @@ def test_import_labelled_validates_each_image_and_reports(
     from sqlalchemy.ext.asyncio import create_async_engine
 
     async def read() -> tuple[list[DatasetItem], Any]:
-        from app.db.models import Dataset
+        from app.db.learning import Dataset
 
         engine = create_async_engine(base_settings["database_url"])
         try:

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from app.db.models import AuditEvent, ShadowPrediction, TrainingJob
+from app.db.learning import TrainingJob
+from app.db.models import AuditEvent, ShadowPrediction
 from app.storage import checkpoint_key
 from app.training.worker import TrainingWorker
 from tests.support.factories import CODES, Doctor, app_of, make_doctor

@@ -318,9 +318,3 @@ class WriteGuard(Base):
     name: Mapped[str] = mapped_column(String(80), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
-
-# The learning loop's tables (app.db.learning) are registered on Base.metadata with these.
-from app.db.learning import Dataset as Dataset  # noqa: E402
-from app.db.learning import DatasetItem as DatasetItem  # noqa: E402
-from app.db.learning import ModelEvaluation as ModelEvaluation  # noqa: E402
-from app.db.learning import TrainingJob as TrainingJob  # noqa: E402

@@ -9,7 +9,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import Dataset, DatasetItem, Prediction
+from app.db.learning import Dataset, DatasetItem
+from app.db.models import Prediction
 
 
 class DatasetRepository:

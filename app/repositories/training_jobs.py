@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import ModelEvaluation, ShadowPrediction, TrainingJob
+from app.db.learning import ModelEvaluation, TrainingJob
+from app.db.models import ShadowPrediction
 from app.repositories._util import rowcount
 
 FINISHED = ("succeeded", "failed", "cancelled")

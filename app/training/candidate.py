@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db.base import utcnow
-from app.db.models import ModelEvaluation, ModelVersion, TrainingJob
+from app.db.learning import ModelEvaluation, TrainingJob
+from app.db.models import ModelVersion
 from app.inference.manifest import ModelManifest
 from app.registry.validation import validate_model
 from app.repositories.model_versions import ModelRepository

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from app.db.models import TrainingJob
+from app.db.learning import TrainingJob
 from app.inference.network import EyeDiseaseClassifier
 from app.storage import ImageNotFound, ImageStore, checkpoint_key
 

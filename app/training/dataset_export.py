@@ -7,7 +7,7 @@ import io
 from collections.abc import AsyncIterator
 from typing import Any
 
-from app.db.models import DatasetItem
+from app.db.learning import DatasetItem
 from app.db.session import SessionFactory
 from app.repositories.datasets import DatasetRepository
 from app.training.dataset_manifest import item_record

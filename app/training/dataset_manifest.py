@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from app.db.models import Dataset, DatasetItem
+from app.db.learning import Dataset, DatasetItem
 from app.training.splits import SPLIT_SCHEME
 
 

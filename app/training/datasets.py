@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db.base import utcnow
-from app.db.models import Dataset, DatasetItem, User
+from app.db.learning import Dataset, DatasetItem
+from app.db.models import User
 from app.errors import NotFound, ValidationFailed
 from app.kit.time import utc_bounds, zone
 from app.repositories.datasets import DatasetRepository

@@ -13,7 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from app.db.models import DatasetItem, Prediction
+from app.db.learning import DatasetItem
+from app.db.models import Prediction
 from app.repositories.datasets import DatasetRepository
 from app.storage import dataset_image_key
 from app.training.splits import split_of

@@ -29,7 +29,7 @@ from rich.table import Table
 from app.clinical import assess
 from app.config import Settings
 from app.db.base import utcnow
-from app.db.models import Dataset, DatasetItem
+from app.db.learning import Dataset, DatasetItem
 from app.db.session import SessionFactory, make_engine, make_sessionmaker
 from app.errors import FileTooLarge, ImageRejected
 from app.inference.manifest import DEFAULT_MANIFEST, ModelManifest

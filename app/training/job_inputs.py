@@ -20,7 +20,8 @@ import torch
 from PIL import Image
 
 from app.config import Settings
-from app.db.models import DatasetItem, ModelVersion, TrainingJob
+from app.db.learning import DatasetItem, TrainingJob
+from app.db.models import ModelVersion
 from app.db.session import SessionFactory
 from app.inference.backends import torch_device
 from app.inference.manifest import ModelManifest

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import utcnow
-from app.db.models import TrainingJob
+from app.db.learning import TrainingJob
 from app.db.session import SessionFactory
 from app.repositories.training_jobs import TrainingJobRepository
 from app.services import audit

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db.base import utcnow
-from app.db.models import Dataset, ModelEvaluation, TrainingJob, User
+from app.db.learning import Dataset, ModelEvaluation, TrainingJob
+from app.db.models import User
 from app.errors import (
     DatasetOverlap,
     ModelRetired,

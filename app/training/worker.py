@@ -38,7 +38,7 @@ import torch
 
 from app.config import Settings
 from app.db.base import utcnow
-from app.db.models import TrainingJob
+from app.db.learning import TrainingJob
 from app.db.session import SessionFactory
 from app.errors import InvalidModel
 from app.inference.backends import torch_device
