@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from alembic import command
 from app.config import Settings
 from app.db.base import Base
+from app.db.models import RateLimitHit
 from app.main import create_app
 from tests.support.error_codes import ErrorRecorder
 from tests.support.factories import Doctor, app_of, make_doctor
@@ -86,6 +87,40 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     cfg = _alembic_config(url)
     in_own_thread(lambda: command.upgrade(cfg, "head"))
     return url
+
+
+@pytest.fixture(scope="session")
+def stack_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database of its own for the servers the tests start as processes (serve,
+    serve-nginx): they register and activate their own model version, which the in-process
+    app would otherwise follow (its registry poll) into the tests after them."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        parsed = make_url(url)
+        url = parsed.set(database=f"{parsed.database}_stack").render_as_string(hide_password=False)
+        mysql_url = url
+        in_own_thread(lambda: asyncio.run(_recreate_mysql_database(mysql_url)))
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('stack-db') / 'stack.db'}"
+    cfg = _alembic_config(url)
+    in_own_thread(lambda: command.upgrade(cfg, "head"))
+    return url
+
+
+@pytest.fixture(scope="session")
+async def stack_db_engine(stack_database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(stack_database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def stack_limits_cleared(stack_db_engine: AsyncEngine) -> AsyncIterator[None]:
+    """After each test on a server process: its rate-limit windows start afresh (the
+    stack's database outlives the test, unlike the suite's, which is emptied)."""
+    yield
+    async with stack_db_engine.begin() as conn:
+        await conn.execute(RateLimitHit.__table__.delete())
 
 
 @pytest.fixture(scope="session")

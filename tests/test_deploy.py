@@ -40,10 +40,13 @@ from tests.support.logs import assert_no_secret, json_lines, secrets_of
 from tests.support.mail import Mailbox
 from tests.support.predict import post_image
 
-pytestmark = pytest.mark.skipif(
-    not any(Path(d, "nginx").exists() for d in ("/usr/sbin", "/usr/bin", "/usr/local/sbin")),
-    reason="nginx is not installed (apt-get install nginx; .ci/run does)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not any(Path(d, "nginx").exists() for d in ("/usr/sbin", "/usr/bin", "/usr/local/sbin")),
+        reason="nginx is not installed (apt-get install nginx; .ci/run does)",
+    ),
+    pytest.mark.usefixtures("stack_limits_cleared"),
+]
 
 API = "/api/v1"
 IP_LIMIT = 4  # IP_MAX_FAILURES of the stack, so the spoofing test reaches it quickly
@@ -65,14 +68,14 @@ def images_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(
-    database_url: str,
+    stack_database_url: str,
     smtp_server: Mailbox,
     model_cache_dir: Path,
     images_dir: Path,
     weights_file: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[NginxStack]:
-    env = stack_env(database_url, smtp_server, model_cache_dir, images_dir)
+    env = stack_env(stack_database_url, smtp_server, model_cache_dir, images_dir)
     env.update(
         {
             # Production: every line the stack writes must be JSON (the last test reads
@@ -304,7 +307,7 @@ async def test_per_ip_limit_holds_with_a_spoofed_forwarded_for(stack: NginxStack
 
 
 async def test_audit_and_rate_limit_name_the_client_nginx_vouches_for(
-    stack: NginxStack, mailbox: Mailbox, db_engine: AsyncEngine
+    stack: NginxStack, mailbox: Mailbox, stack_db_engine: AsyncEngine
 ) -> None:
     """Behind serve-nginx every worker's peer is a Unix socket: the one resolver takes it
     as the local proxy, so the audit trail and the rate limiter both name the address
@@ -326,16 +329,18 @@ async def test_audit_and_rate_limit_name_the_client_nginx_vouches_for(
             headers=forged,
         )
     assert (ok.status_code, bad.status_code) == (200, 401), (ok.text, bad.text)
-    async with db_engine.connect() as conn:
+    async with stack_db_engine.connect() as conn:
         events = (
             await conn.execute(
                 select(AuditEvent.action, AuditEvent.ip).where(
-                    AuditEvent.action.in_(("auth.login", "auth.login_failed"))
+                    AuditEvent.action.in_(("auth.login", "auth.login_failed")),
+                    AuditEvent.actor_email == "where@example.com",
                 )
             )
         ).all()
         buckets = set((await conn.execute(select(RateLimitHit.bucket))).scalars())
     assert sorted(events) == [("auth.login", client_ip), ("auth.login_failed", client_ip)]
+
     # The failed login counted against the per-IP limit under the same address.
     def ip_bucket(ip: str) -> str:
         return keyed_digest(TEST_JWT_SECRET, "rate-limit", f"failures:ip:{ip}")
@@ -345,7 +350,7 @@ async def test_audit_and_rate_limit_name_the_client_nginx_vouches_for(
 
 
 async def test_racing_retries_on_two_processes_make_one_prediction(
-    stack: NginxStack, mailbox: Mailbox, db_engine: AsyncEngine, images_dir: Path
+    stack: NginxStack, mailbox: Mailbox, stack_db_engine: AsyncEngine, images_dir: Path
 ) -> None:
     """The same Idempotency-Key sent at once to both processes (nginx balances them):
     one record, one stored object, one id; the others are replays."""
@@ -366,7 +371,7 @@ async def test_racing_retries_on_two_processes_make_one_prediction(
     assert statuses == [200, 200, 200, 200, 200, 201], [r.text for r in responses]
     assert len({r.json()["id"] for r in responses}) == 1
     assert len(stored_objects(images_dir) - before) == 1
-    async with db_engine.connect() as conn:
+    async with stack_db_engine.connect() as conn:
         same = await conn.execute(
             select(Prediction.id).where(Prediction.sha256 == hashlib.sha256(data).hexdigest())
         )
@@ -447,7 +452,7 @@ async def test_a_killed_process_is_started_again(stack: NginxStack) -> None:
 
 
 async def test_sigterm_with_50_uploads_in_flight_loses_nothing(
-    stack: NginxStack, mailbox: Mailbox, db_engine: AsyncEngine, images_dir: Path
+    stack: NginxStack, mailbox: Mailbox, stack_db_engine: AsyncEngine, images_dir: Path
 ) -> None:
     """Stopping serve-nginx with 50 uploads in flight: each gets 201 (row and object) or
     503 (neither); readiness says 503 SHUTTING_DOWN at once; nothing stays running."""
@@ -484,10 +489,12 @@ async def test_sigterm_with_50_uploads_in_flight_loses_nothing(
     returncode = await asyncio.to_thread(stack.stop)  # raises if anything still runs
     assert returncode == 0
 
-    async with db_engine.connect() as conn:
+    sent = {hashlib.sha256(data).hexdigest() for data in images}
+    async with stack_db_engine.connect() as conn:
         rows = {
             sha: key
             for sha, key in await conn.execute(select(Prediction.sha256, Prediction.image_key))
+            if sha in sent  # the stack's database holds the module's earlier tests too
         }
     objects = stored_objects(images_dir)
     statuses: dict[int, int] = {}

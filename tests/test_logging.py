@@ -281,11 +281,14 @@ async def _register_to_image(base_url: str, mailbox: Mailbox, email: str) -> lis
 
 
 @pytest.fixture
-def serve_env(base_settings: dict[str, Any], weights_file: Path) -> dict[str, str]:
+def serve_env(
+    base_settings: dict[str, Any], weights_file: Path, stack_database_url: str
+) -> dict[str, str]:
     """`ocupredict serve` in production: a real JWT secret and weights, OWASP's Argon2
-    minimum, mail to the suite's aiosmtpd, the suite's database."""
+    minimum, mail to the suite's aiosmtpd, the database of the suite's server processes."""
     return process_env(
         base_settings,
+        database_url=stack_database_url,
         environment="production",
         model_source=weights_file,
         password_hash_time_cost=2,

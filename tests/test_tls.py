@@ -24,10 +24,13 @@ from tests.support.harness import stack_env
 from tests.support.images import jpeg
 from tests.support.mail import Mailbox
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("openssl") is None or shutil.which("nginx", path="/usr/sbin:/usr/bin") is None,
-    reason="needs openssl (a test certificate) and nginx",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which("openssl") is None or shutil.which("nginx", path="/usr/sbin:/usr/bin") is None,
+        reason="needs openssl (a test certificate) and nginx",
+    ),
+    pytest.mark.usefixtures("stack_limits_cleared"),
+]
 API = "/api/v1"
 PUBLIC_HOST = "clinic.example"
 
@@ -51,14 +54,14 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def tls_stack(
-    database_url: str,
+    stack_database_url: str,
     smtp_server: Mailbox,
     model_cache_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
     certificate: tuple[Path, Path],
 ) -> Iterator[NginxStack]:
     images = tmp_path_factory.mktemp("tls-images")
-    env = stack_env(database_url, smtp_server, model_cache_dir, images)
+    env = stack_env(stack_database_url, smtp_server, model_cache_dir, images)
     env["TRUSTED_PROXIES"] = "127.0.0.2/32"
     directory = tmp_path_factory.mktemp("tls-stack")
     with NginxStack(
