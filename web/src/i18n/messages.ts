@@ -13,6 +13,9 @@ const es = {
     signOut: 'Cerrar sesión',
     language: 'Idioma',
     menu: 'Menú principal',
+    users: 'Usuarios',
+    models: 'Modelos',
+    audit: 'Auditoría',
   },
   lang: { es: 'Español', en: 'English' },
   common: {
@@ -238,6 +241,9 @@ const en: Messages = {
     signOut: 'Sign out',
     language: 'Language',
     menu: 'Main menu',
+    users: 'Users',
+    models: 'Models',
+    audit: 'Audit',
   },
   lang: { es: 'Español', en: 'English' },
   common: {
