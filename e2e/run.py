@@ -15,6 +15,10 @@
    - web:     the doctors' web app (web/dist, served by nginx) in Debian's Chromium:
               the Playwright suite web/e2e/web.spec.ts (axe, screenshots of every screen
               at 1280x800 and 390x844 into <tmp>/web-screenshots);
+   - admin:   the admin console in the same app (web/e2e/admin.spec.ts): users, model
+              weights (a small state dict of the real architecture and its manifest,
+              written by make_admin_fixtures), evidence, shadow, the audit trail and its
+              CSV; a doctor typing admin URLs gets "not allowed";
    then, on a second stack with a per-IP limit of 5 failures:
    - xff:     wrong logins for new accounts, each naming another client in
               X-Forwarded-For: the per-IP limit still answers 429 (nginx overwrites it).
@@ -55,7 +59,7 @@ from app.deploy.harness import NginxStack, free_port  # noqa: E402
 NODE_DIR = ROOT / "e2e" / "node"  # the consumer of the packed @ocupredict/client
 WEB_DIR = ROOT / "web"  # the doctors' web app and its Playwright suite
 BIN = Path(sys.executable).parent
-STEPS = ("flow", "swagger", "python", "schemathesis", "web", "xff", "web-serve")
+STEPS = ("flow", "swagger", "python", "schemathesis", "web", "admin", "xff", "web-serve")
 PROCESSES = 2
 XFF_IP_LIMIT = 5
 
@@ -126,12 +130,12 @@ def make_png(path: Path) -> None:
 
 def make_web_fixtures(directory: Path) -> None:
     """The web suite's uploads: scikit-image's retina photograph, the same as a DICOM
-    file of the left eye (as tests/dicom_files.py makes them), and a scanned letter (an
+    file of the left eye (as tests/support/dicom.py makes them), and a scanned letter (an
     ungradable photograph: no fundus)."""
     import numpy as np
     from PIL import Image
-    from tests.dicom_files import dicom_bytes
-    from tests.fundus import encoded, retina_path, text_page
+    from tests.support.dicom import dicom_bytes
+    from tests.support.fundus import encoded, retina_path, text_page
 
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(retina_path(), directory / "retina.jpg")
@@ -139,6 +143,23 @@ def make_web_fixtures(directory: Path) -> None:
         pixels = np.asarray(retina.convert("RGB").resize((512, 512)))
     (directory / "retina-left.dcm").write_bytes(dicom_bytes(pixels, image_laterality="L"))
     (directory / "letter.jpg").write_bytes(encoded(text_page(800), "JPEG"))
+
+
+def make_admin_fixtures(directory: Path) -> None:
+    """The admin suite's uploads: weights of the real architecture (a seeded state dict, as
+    tests/support/inference.py makes them: another version than the demo weights), their
+    manifest (the default classes, another referral band) and a file that is no model."""
+    import json
+
+    from app.inference.manifest import DEFAULT_MANIFEST
+    from tests.support.inference import weights_bytes
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "candidate.pth").write_bytes(weights_bytes(seed=25, scale_head=3.0))
+    manifest = DEFAULT_MANIFEST.model_dump(mode="json")
+    manifest["referral"]["band"] = 0.15
+    (directory / "candidate.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    (directory / "not-a-model.pth").write_bytes(b"these bytes are not a torch state dict\n" * 64)
 
 
 def playwright_step(
@@ -301,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("flow", "swagger"):
         if name in steps and not (NODE_DIR / "dist" / f"{name}.js").exists():
             parser.error(f"e2e/node/dist/{name}.js is missing: run `make e2e`")
-    if {"web", "web-serve"} & set(steps) and not (WEB_DIR / "dist" / "index.html").exists():
+    browser_steps = {"web", "admin", "web-serve"} & set(steps)
+    if browser_steps and not (WEB_DIR / "dist" / "index.html").exists():
         parser.error("web/dist is missing: run `make web` (or `make e2e`)")
 
     tmp = Path(tempfile.mkdtemp(prefix="ocupredict-e2e-"))
@@ -312,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     jpeg, png = tmp / "fundus-e2e.jpg", tmp / "fundus-e2e.png"
     make_jpeg(jpeg)
     make_png(png)
-    if {"web", "web-serve"} & set(steps):
+    if browser_steps:
         make_web_fixtures(tmp / "web-fixtures")
+    if "admin" in steps:
+        make_admin_fixtures(tmp / "web-fixtures")
 
     smtp_port = free_port()
     env = server_env(tmp, smtp_port)
@@ -390,6 +414,15 @@ def main(argv: list[str] | None = None) -> int:
                     results["web"] = playwright_step(
                         "the web app in Chromium (Playwright, axe, screenshots)",
                         "web.spec.ts",
+                        base_url,
+                        tmp,
+                        client_env,
+                        600,
+                    )
+                if "admin" in steps:
+                    results["admin"] = playwright_step(
+                        "the admin console in Chromium (Playwright, axe, screenshots)",
+                        "admin.spec.ts",
                         base_url,
                         tmp,
                         client_env,

@@ -316,7 +316,7 @@ export default function AuditPage() {
                   {items.map((event) => (
                     <TableRow key={event.id} hover data-testid="audit-row" data-id={event.id} data-action={event.action}>
                       <TableCell>
-                        <Link component="button" type="button" onClick={() => setOpen(event)} aria-label={f(a.audit.open, { id: event.id })} sx={{ textAlign: 'left' }}>
+                        <Link component="button" type="button" onClick={() => setOpen(event)} aria-label={`${dateTime(event.at)} · ${f(a.audit.open, { id: event.id })}`} sx={{ textAlign: 'left' }}>
                           {dateTime(event.at)}
                         </Link>
                       </TableCell>

@@ -75,7 +75,7 @@ export const AUDIT_ACTIONS: readonly AuditEvent['action'][] = [
 ];
 
 export const TARGET_TYPES = ['user', 'prediction', 'model', 'dataset', 'training_job'] as const;
-export const AUDIT_PAGE_SIZE = 50;
+export const AUDIT_PAGE_SIZE = 25;
 
 export interface AuditFilters {
   actorId?: number;
