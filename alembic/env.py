@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from alembic import context
 from app.config import Settings
-from app.db import models  # noqa: F401 - registers every table on Base.metadata
+from app.db import learning, models  # noqa: F401 - registers every table on Base.metadata
 from app.db.base import Base, UTCDateTime
 from app.db.session import make_engine
 

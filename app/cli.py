@@ -1,5 +1,5 @@
 """The `ocupredict` console script: serve, serve-nginx, migrate, create-admin, sweep-images,
-prune-audit, openapi, import-legacy."""
+prune-audit, openapi, import-legacy, import-labelled, train-worker."""
 
 from __future__ import annotations
 
@@ -307,6 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     from app.legacy.command import add_parser as add_import_legacy
 
     add_import_legacy(sub)
+
+    from app.training.importer import add_parser as add_import_labelled
+
+    add_import_labelled(sub)
+
+    from app.training.worker_command import add_parser as add_train_worker
+
+    add_train_worker(sub)
 
     openapi = sub.add_parser("openapi", help="write the OpenAPI schema as JSON")
     openapi.add_argument("--output", "-o", default="-")

@@ -18,6 +18,8 @@ from app.clinical.quality import QualityThresholds
 from app.kit.time import known_time_zones
 
 DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105 - refused in production
+# The versioned training recipes shipped with the code (the learning loop's allow-list).
+REPOSITORY_RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 
 class ConfigError(RuntimeError):
@@ -116,6 +118,19 @@ class Settings(BaseSettings):
     # uvicorn worker processes on this host; `ocupredict serve --workers N` sets it for its
     # workers, so that each sizes its inference threads to its share of the cores.
     web_workers: int = Field(1, ge=1, le=64)
+
+    # The learning loop (`ocupredict train-worker`, README "Learning loop"). Recipes are the
+    # *.yaml files of this directory (the allow-list); the worker trains at this nice level
+    # with this many torch threads (CUDA when INFERENCE_DEVICE allows), writes progress and
+    # its heartbeat every TRAINING_HEARTBEAT_SECONDS, looks for queued jobs every
+    # TRAINING_POLL_SECONDS, and takes over a running job whose heartbeat is older than
+    # TRAINING_STALE_SECONDS (its worker died), resuming from the job's last checkpoint.
+    training_recipes_dir: Path = REPOSITORY_RECIPES_DIR
+    training_threads: int = Field(1, ge=1, le=256)
+    training_nice: int = Field(10, ge=0, le=19)
+    training_poll_seconds: float = Field(5.0, gt=0, le=3600)
+    training_heartbeat_seconds: float = Field(2.0, gt=0, le=600)
+    training_stale_seconds: float = Field(120.0, gt=0, le=24 * 3600)
 
     # Uploads
     max_upload_mb: int = Field(15, ge=1, le=200)

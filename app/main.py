@@ -22,7 +22,9 @@ from app.api.errors import error_responses, install_error_handlers
 from app.api.openapi import customise_openapi
 from app.api.routes import (
     admin_audit,
+    admin_datasets,
     admin_models,
+    admin_training,
     admin_users,
     auth,
     health,
@@ -151,7 +153,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Any request may carry a body: over its cap it is 413 (BodyLimitMiddleware); the
     # upload routes declare their own 413 FILE_TOO_LARGE, which wins over this one.
     body_limit = error_responses(PayloadTooLarge)
-    for module in (health, auth, predict, history, home, admin_models, admin_users, admin_audit):
+    for module in (
+        health,
+        auth,
+        predict,
+        history,
+        home,
+        admin_models,
+        admin_users,
+        admin_audit,
+        admin_datasets,
+        admin_training,
+    ):
         app.include_router(module.router, prefix=prefix, responses=body_limit)
     app.include_router(metrics.router)  # outside API_PREFIX, as Prometheus expects
     customise_openapi(app, token_url=f"{prefix}/auth/login")

@@ -134,6 +134,7 @@ def make_web_fixtures(directory: Path) -> None:
     ungradable photograph: no fundus)."""
     import numpy as np
     from PIL import Image
+
     from tests.support.dicom import dicom_bytes
     from tests.support.fundus import encoded, retina_path, text_page
 

@@ -390,6 +390,43 @@ def jpeg() -> bytes:
     return buffer.getvalue()
 
 
+def _stored_objects(*clients: httpx.AsyncClient) -> set[str]:
+    roots = {Path(app_of(c).state.settings.local_storage_dir) for c in clients}
+    return {
+        str(p) for root in roots for p in root.rglob("*") if p.is_file() and "/." not in str(p)
+    }
+
+
+async def test_the_same_idempotency_key_on_two_nodes_makes_one_prediction(
+    apps: tuple[httpx.AsyncClient, httpx.AsyncClient], cluster: GaleraCluster
+) -> None:
+    """A retried upload whose two tries race through two processes on two nodes: the
+    claim's unique index conflicts at certification, the loser reads the winner's
+    prediction. One row on every node, one stored object, one id."""
+    a, b = apps
+    doctor = await make_doctor(app_of(a), email=email("idem"))
+    data = jpeg()
+    before = _stored_objects(a, b)
+    for round_ in range(3):
+        answers = await asyncio.gather(
+            *(
+                c.post(
+                    "/api/v1/predict",
+                    files={"file": ("eye.jpg", data, "image/jpeg")},
+                    headers={**doctor.headers, "Idempotency-Key": f"galera-retry-{round_}"},
+                )
+                for c in (a, b)
+            )
+        )
+        assert sorted(r.status_code for r in answers) == [200, 201], [r.text for r in answers]
+        assert answers[0].json()["id"] == answers[1].json()["id"]
+    counts = on_every_node(
+        cluster, "SELECT COUNT(*) FROM {db}.predictions WHERE user_id = %s", (doctor.id,)
+    )
+    assert counts == [[(3,)]] * 3
+    assert len(_stored_objects(a, b) - before) == 3
+
+
 async def test_transient_errors_that_escape_are_503_not_500(
     apps: tuple[httpx.AsyncClient, httpx.AsyncClient], cluster: GaleraCluster
 ) -> None:

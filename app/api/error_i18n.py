@@ -3,16 +3,20 @@
 The language: Accept-Language (the first of es, en by the client's preference), else the
 authenticated caller's `locale` (set on the request by the auth dependency), else English.
 Details are written in English where they are raised; Spanish comes from this table: an
-exact translation of the detail when it has one, else the code's own Spanish message (a
-detail with variable parts, e.g. which class was refused, falls back to its code's
-message). Validation problem lists (422 VALIDATION_ERROR) stay as they are.
+exact translation of the detail when it has one, else the code's own Spanish message
+followed by the detail (a detail with variable parts, e.g. which class was refused or
+why a model is invalid, keeps them). Validation problem lists (422 VALIDATION_ERROR) stay
+as they are.
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any, Literal
 
 from fastapi import Request
+
+from app.errors import KnownError
 
 Language = Literal["es", "en"]
 SUPPORTED: tuple[Language, ...] = ("es", "en")
@@ -29,6 +33,13 @@ SPANISH_BY_CODE: dict[str, str] = {
     "EMAIL_NOT_VERIFIED": "Primero verifique la dirección de correo",
     "EMAIL_TAKEN": "Ya existe una cuenta con este correo",
     "FILE_TOO_LARGE": "El archivo supera el tamaño máximo permitido",
+    "DATASET_OVERLAP": (
+        "El conjunto de entrenamiento comparte imágenes o pacientes con el de prueba"
+    ),
+    "UNKNOWN_RECIPE": "No existe esa receta de entrenamiento",
+    "TRAINING_JOB_FINISHED": "El trabajo de entrenamiento ya terminó",
+    "GATES_NOT_MET": "La versión no supera sus criterios de evaluación",
+    "SHADOW_INSUFFICIENT": "La versión aún no tiene suficientes casos en sombra",
     "IDEMPOTENCY_KEY_IN_USE": (
         "Una solicitud con esta Idempotency-Key todavía se está procesando; reintente en breve"
     ),
@@ -128,7 +139,36 @@ def localize(language: Language, code: str, detail: Any) -> Any:
     """`detail` for a reader of `language`; lists (validation problems) unchanged."""
     if language == "en" or not isinstance(detail, str):
         return detail
-    return SPANISH_BY_DETAIL.get(detail) or SPANISH_BY_CODE.get(code) or detail
+    if exact := SPANISH_BY_DETAIL.get(detail):
+        return exact
+    general = SPANISH_BY_CODE.get(code)
+    if general is None:
+        return detail
+    if detail.casefold() in _GENERIC_DETAILS:
+        return general
+    # A detail with specifics (which class, which file, the validation's reason) keeps
+    # them after the code's Spanish message: the reader still learns what to fix.
+    return f"{general}: {detail}"
+
+
+def _default_details() -> dict[str, str]:
+    """Each code's usual English detail (KnownError.message): it says nothing the code's
+    Spanish message does not."""
+    found: dict[str, str] = {}
+    pending: list[type[KnownError]] = [KnownError]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if isinstance(cls.message, str):
+            found.setdefault(cls.code, cls.message)
+    return found
+
+
+# The usual details and the framework's reason phrases ("Not Found"): nothing to keep.
+_GENERIC_DETAILS = frozenset(
+    text.casefold()
+    for text in (*_default_details().values(), *(status.phrase for status in HTTPStatus))
+)
 
 
 def localized(request: Request, code: str, detail: Any) -> Any:

@@ -22,6 +22,11 @@ ACTIONS: tuple[str, ...] = (
     "user.enable",
     "user.role",
     "audit.prune",
+    "dataset.create",
+    "training.start",
+    "training.cancel",
+    "training.finish",
+    "training.fail",
 )
 
 # What GET /auth/me/activity shows a user about their own account (target user = them).

@@ -21,10 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, PreciseUTCDateTime, UTCDateTime, utcnow
-
-# BIGINT on MySQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
+from app.db.base import Base, BigId, PreciseUTCDateTime, UTCDateTime, utcnow
 
 
 class User(Base):
@@ -218,6 +215,9 @@ class ModelVersion(Base):
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # 0013_learning_loop: what made a version a training job trained (parent version,
+    # dataset hashes, recipe and version, seed, code version, evaluation id); null otherwise.
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ModelRegistryState(Base):
@@ -317,3 +317,4 @@ class WriteGuard(Base):
 
     name: Mapped[str] = mapped_column(String(80), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+

@@ -76,6 +76,7 @@ class NginxParams:
     tls_key: Path | None = None
     json_logs: bool = True  # the access log's format: JSON lines, else readable text
     web_root: Path | None = None  # the built web app (web/dist); None: the app serves /
+    max_body_kb: int = 1024  # every other request body (MAX_BODY_KB)
 
 
 # Mozilla's "intermediate" profile (TLS 1.2 and 1.3; the 1.2 suites with forward secrecy
@@ -127,6 +128,34 @@ def app_paths(api_prefix: str) -> str:
     )
 
 
+def proxy_block(send_timeout: int, read_timeout: int) -> str:
+    """The proxying of a location to the processes (proxy_* directives are not inherited
+    by a location that sets any of its own, so each location says them all)."""
+    return "\n".join(
+        f"            {line}"
+        for line in (
+            "proxy_pass http://ocupredict;",
+            "proxy_http_version 1.1;",
+            'proxy_set_header Connection "";',
+            "proxy_set_header Host $http_host;",
+            "# Overwrite, never append, what a client sent (appended only to a trusted",
+            "# proxy's chain): the app believes these from nginx, its local proxy.",
+            "proxy_set_header X-Forwarded-For $ocupredict_forwarded_for;",
+            "proxy_set_header X-Forwarded-Proto $ocupredict_proto;",
+            "proxy_set_header X-Forwarded-Host $ocupredict_host;",
+            "proxy_set_header X-Request-ID $ocupredict_request_id;",
+            "proxy_connect_timeout 5s;",
+            f"proxy_send_timeout {send_timeout}s;",
+            f"proxy_read_timeout {read_timeout}s;",
+            "proxy_request_buffering on;",
+            "# A process that is down (refused connection) is skipped for the next one;",
+            "# an upload already sent is never sent twice (non-idempotent).",
+            "proxy_next_upstream error timeout;",
+            "proxy_next_upstream_tries 2;",
+        )
+    )
+
+
 def render(params: NginxParams) -> str:
     template = files("app.deploy").joinpath("nginx.conf.template").read_text("utf-8")
     upstream_keepalive = max(1, min(60, params.keep_alive_seconds - 5))
@@ -154,7 +183,11 @@ def render(params: NginxParams) -> str:
         "max_upload_mb": str(params.max_upload_mb),
         "model_max_body_bytes": str(params.model_max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD),
         "api_prefix": params.api_prefix,
-        "read_timeout": str(params.read_timeout_seconds),
+        "proxy": proxy_block(60, params.read_timeout_seconds),
+        "proxy_slow": proxy_block(300, 300),
+        "max_json_body": f"{params.max_body_kb}k",
+        "max_body_kb": str(params.max_body_kb),
+        "model_max_upload_mb": str(params.model_max_upload_mb),
         "web_locations": ""
         if params.web_root is None
         else WEB_LOCATIONS.format(web_root=params.web_root),
@@ -180,6 +213,7 @@ def compose_rendering() -> str:
             max_upload_mb=settings.max_upload_mb,
             keep_alive_seconds=settings.keep_alive_seconds,
             model_max_upload_mb=settings.model_max_upload_mb,
+            max_body_kb=settings.max_body_kb,
             api_prefix=settings.api_prefix,
             web_root=COMPOSE_WEB_ROOT,
             error_log="stderr",

@@ -102,6 +102,7 @@ class Supervisor:
                 max_upload_mb=self.settings.max_upload_mb,
                 keep_alive_seconds=self.settings.keep_alive_seconds,
                 model_max_upload_mb=self.settings.model_max_upload_mb,
+                max_body_kb=self.settings.max_body_kb,
                 api_prefix=self.settings.api_prefix,
                 trusted_proxies=tuple(self.settings.trusted_proxies),
                 tls_cert=self.tls[0] if self.tls else None,

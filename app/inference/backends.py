@@ -51,9 +51,13 @@ class Backend(Protocol):
     def run(self, batch: FloatArray) -> ProbArray: ...
 
 
-def softmax(logits: npt.NDArray[np.floating]) -> ProbArray:
-    """Row-wise softmax in float64, shared by both backends so they post-process alike."""
-    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+def softmax(logits: npt.NDArray[np.floating], temperature: float = 1.0) -> ProbArray:
+    """Row-wise softmax of logits / temperature in float64, shared by both backends so they
+    post-process alike (the manifest's `temperature`, fitted by a training job; 1.0: none)."""
+    scaled = logits.astype(np.float64)
+    if temperature != 1.0:
+        scaled = scaled / temperature
+    shifted = scaled - scaled.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     probs: ProbArray = exp / exp.sum(axis=1, keepdims=True)
     return probs
@@ -73,8 +77,14 @@ class TorchBackend:
     run_all_cores: RunBatch | None = None  # one process-wide intra-op pool: no second plan
 
     def __init__(
-        self, network: EyeDiseaseClassifier, *, threads: int, device: DeviceKind = "auto"
+        self,
+        network: EyeDiseaseClassifier,
+        *,
+        threads: int,
+        device: DeviceKind = "auto",
+        temperature: float = 1.0,
     ) -> None:
+        self.temperature = temperature
         self._device = torch_device(device)
         self.device = self._device.type
         if self.device == "cpu":
@@ -87,7 +97,7 @@ class TorchBackend:
     def run(self, batch: FloatArray) -> ProbArray:
         with torch.inference_mode():
             logits = self._network(torch.from_numpy(batch).to(self._device))
-        return softmax(logits.float().cpu().numpy())
+        return softmax(logits.float().cpu().numpy(), self.temperature)
 
 
 def onnx_providers(
@@ -114,9 +124,11 @@ class OnnxBackend:
         threads: int,
         all_cores: int | None = None,
         device: DeviceKind = "auto",
+        temperature: float = 1.0,
     ) -> None:
         """`all_cores`: intra-op threads of a second CPU session for lone batches (none when
         it is not above `threads`, or on CUDA)."""
+        self.temperature = temperature
         ort = _onnxruntime()
         if ort is None:
             raise ModelUnavailable("onnxruntime is not installed")
@@ -158,6 +170,7 @@ class OnnxBackend:
         threads: int,
         all_cores: int | None = None,
         device: DeviceKind = "auto",
+        temperature: float = 1.0,
     ) -> OnnxBackend:
         """Load the cached export for these weights, exporting (and checking) it if absent."""
         ort = _onnxruntime()
@@ -167,7 +180,13 @@ class OnnxBackend:
         path = onnx_cache_path(cache_dir, weights_sha256, input_size)
 
         def load(source: Path) -> OnnxBackend:
-            return cls(source, threads=threads, all_cores=all_cores, device=device)
+            return cls(
+                source,
+                threads=threads,
+                all_cores=all_cores,
+                device=device,
+                temperature=temperature,
+            )
 
         if path.is_file():
             try:
@@ -193,7 +212,7 @@ class OnnxBackend:
 
     def _run_on(self, session: Any, batch: FloatArray) -> ProbArray:
         (logits,) = session.run(None, {self._input: batch})
-        return softmax(np.asarray(logits))
+        return softmax(np.asarray(logits), self.temperature)
 
     def check_against(self, network: EyeDiseaseClassifier, input_size: int) -> None:
         sample = np.random.default_rng(0).standard_normal((2, 3, input_size, input_size))
@@ -226,6 +245,7 @@ def create_backend(
     threads: int,
     all_cores: int | None = None,
     device: DeviceKind = "auto",
+    temperature: float = 1.0,
 ) -> Backend:
     """Blocking (export, session creation): call it in a worker thread.
 
@@ -246,12 +266,13 @@ def create_backend(
                     threads=threads,
                     all_cores=all_cores,
                     device=device,
+                    temperature=temperature,
                 )
             except Exception as exc:
                 if kind == "onnx":
                     raise ModelUnavailable(f"ONNX backend unavailable: {exc}") from exc
                 log.warning("ONNX backend unavailable, using torch", exc_info=True)
-    return TorchBackend(network, threads=threads, device=device)
+    return TorchBackend(network, threads=threads, device=device, temperature=temperature)
 
 
 def _export(network: EyeDiseaseClassifier, path: Path, input_size: int) -> None:

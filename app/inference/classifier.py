@@ -180,6 +180,7 @@ async def classifier_from(settings: Settings, loaded: LoadedWeights) -> Classifi
         threads=threads,
         all_cores=lone_threads(settings),
         device=settings.inference_device,
+        temperature=loaded.manifest.temperature,
     )
     batch = max_batch(settings, backend.device)
     batcher = MicroBatcher(

@@ -42,6 +42,9 @@ class ModelManifest(BaseModel):
     modality: Literal["fundus", "external"] = "fundus"
     quality_gate: bool = True
     referral: ReferralPolicy = ReferralPolicy()
+    # Temperature scaling (app/training): probabilities are softmax(logits / temperature).
+    # 1.0 (absent) leaves the network's own probabilities unchanged.
+    temperature: float = Field(1.0, gt=0, le=100)
 
     @field_validator("input_size")
     @classmethod

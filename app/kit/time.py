@@ -87,22 +87,29 @@ class DateRange(Protocol):
 
 
 def bounds(query: DateRange, default_tz: str) -> tuple[datetime | None, datetime | None]:
-    """(inclusive start, exclusive end) as UTC instants, in `query.tz` or `default_tz`.
+    """(inclusive start, exclusive end) as UTC instants, in `query.tz` or `default_tz`."""
+    return utc_bounds(query.date_from, query.date_to, zone(query.tz or default_tz))
 
-    A plain date_from starts at local midnight of that day; a plain date_to covers its
-    whole local day (end = next local midnight). Datetimes are instants, both inclusive.
+
+def utc_bounds(
+    date_from: date | datetime | None, date_to: date | datetime | None, tz: tzinfo
+) -> tuple[datetime | None, datetime | None]:
+    """(inclusive start, exclusive end) as UTC instants.
+
+    A plain date_from starts at local midnight of that day in `tz`; a plain date_to
+    covers its whole local day (end = next local midnight). Datetimes are instants, both
+    inclusive. 422 when the start is not before the end.
     """
-    tz = zone(query.tz or default_tz)
     start: datetime | None = None
     end: datetime | None = None
-    if isinstance(query.date_from, datetime):
-        start = query.date_from.astimezone(UTC)
-    elif query.date_from is not None:
-        start = local_midnight(query.date_from, tz)
-    if isinstance(query.date_to, datetime):
-        end = query.date_to.astimezone(UTC) + timedelta(microseconds=1)
-    elif query.date_to is not None:
-        end = local_midnight(query.date_to + timedelta(days=1), tz)
+    if isinstance(date_from, datetime):
+        start = date_from.astimezone(UTC)
+    elif date_from is not None:
+        start = local_midnight(date_from, tz)
+    if isinstance(date_to, datetime):
+        end = date_to.astimezone(UTC) + timedelta(microseconds=1)
+    elif date_to is not None:
+        end = local_midnight(date_to + timedelta(days=1), tz)
     if start is not None and end is not None and start >= end:
         raise ValidationFailed("date_from is after date_to")
     return start, end

@@ -31,6 +31,7 @@ from app.inference.weights import fetch_s3_model
 from app.kit.time import bounds
 from app.registry.holder import ModelHolder
 from app.registry.performance import Metrics, ShadowMetrics, compute, shadow_metrics
+from app.registry.promotion import check_promotion
 from app.registry.validation import validate_model
 from app.repositories.model_versions import ModelRepository, Pointer
 from app.schemas.admin_models import MetricsQuery
@@ -151,6 +152,8 @@ class RegistryService:
         row = await self.read(version)
         if row.status == "retired":
             raise ModelRetired()
+        if row.status != "active":  # a trained version: gates passed, shadow evidence
+            await check_promotion(self.session, row)
         await self.session.commit()  # no snapshot held while the new classifier builds
 
         async def commit() -> None:

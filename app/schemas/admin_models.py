@@ -12,6 +12,21 @@ from app.schemas.history import DateOrDateTime, TimeZoneName
 ModelStatusName = Literal["staged", "active", "retired"]
 
 
+class Lineage(BaseModel):
+    """Where a trained version came from (the learning loop)."""
+
+    parent_version: str
+    train_dataset_sha256: str
+    test_dataset_sha256: str
+    recipe: str
+    recipe_version: int | None = None
+    recipe_sha256: str | None = None
+    seed: int
+    code_version: str
+    evaluation_id: int
+    training_job_id: int | None = None
+
+
 class ModelVersion(BaseModel):
     """A registered set of weights."""
 
@@ -32,6 +47,9 @@ class ModelVersion(BaseModel):
     activated_at: AwareDatetime | None = Field(description="When it last became active")
     shadow_rate: float = Field(
         ge=0, le=1, description="Share of live uploads also classified by it in shadow (0: off)"
+    )
+    lineage: Lineage | None = Field(
+        description="What made a version a training job trained; null for the others"
     )
 
 

@@ -36,7 +36,14 @@ _MODEL_KEY_RE = re.compile(r"models/[0-9a-f]{12}\.(?:pth|json)")
 MODEL_CONTENT_TYPES: dict[str, str] = {
     "pth": "application/octet-stream",
     "json": "application/json",
+    "ckpt": "application/octet-stream",
 }
+# The learning loop (app/training): a dataset's images, content-addressed and kept apart
+# from the predictions' (a dataset is a snapshot: deleting a prediction later leaves it
+# whole), datasets/{sha256[:2]}/{sha256}.{ext}; and a training job's checkpoint per
+# epoch, training/{job id}/epoch-{nnn}.ckpt.
+_DATASET_KEY_RE = re.compile(r"datasets/[0-9a-f]{2}/[0-9a-f]{64}\.(?:jpg|png|dcm)")
+_CHECKPOINT_KEY_RE = re.compile(r"training/[1-9][0-9]{0,18}/epoch-[0-9]{3}\.ckpt")
 
 
 class StorageUnavailable(Exception):
@@ -150,8 +157,29 @@ def model_key(version: str, extension: str) -> str:
     return key
 
 
+def dataset_image_key(sha256: str, extension: str) -> str:
+    """datasets/{sha256[:2]}/{sha256}.{ext}: one object per distinct image bytes."""
+    key = f"datasets/{sha256[:2]}/{sha256}.{normalize_extension(extension)}"
+    if _DATASET_KEY_RE.fullmatch(key) is None:
+        raise InvalidImageKey("invalid dataset image key")
+    return key
+
+
+def checkpoint_key(job_id: int, epoch: int) -> str:
+    """training/{job id}/epoch-{nnn}.ckpt: a training job's state after `epoch` epochs."""
+    key = f"training/{int(job_id)}/epoch-{int(epoch):03d}.ckpt"
+    if _CHECKPOINT_KEY_RE.fullmatch(key) is None:
+        raise InvalidImageKey("invalid checkpoint key")
+    return key
+
+
 def validate_key(key: str) -> str:
-    if not isinstance(key, str) or not (is_image_key(key) or _MODEL_KEY_RE.fullmatch(key)):
+    if not isinstance(key, str) or not (
+        is_image_key(key)
+        or _MODEL_KEY_RE.fullmatch(key)
+        or _DATASET_KEY_RE.fullmatch(key)
+        or _CHECKPOINT_KEY_RE.fullmatch(key)
+    ):
         raise InvalidImageKey("invalid image key")
     return key
 

@@ -15,6 +15,7 @@ from app.api.errors import error_responses
 from app.errors import (
     FileTooLarge,
     Forbidden,
+    GatesNotMet,
     InvalidModel,
     ModelActive,
     ModelExists,
@@ -24,6 +25,7 @@ from app.errors import (
     NotAuthenticated,
     NotFound,
     RegistryBusy,
+    ShadowInsufficient,
     StorageUnavailableError,
     UnsupportedMediaType,
     ValidationFailed,
@@ -166,6 +168,8 @@ async def read_model(version: Version, _: AdminUser, service: RegistryDep) -> Mo
         *_ADMIN,
         NotFound,
         ModelRetired,
+        GatesNotMet,
+        ShadowInsufficient,
         RegistryBusy,
         ValidationFailed,
         ModelUnavailableError,
@@ -175,9 +179,11 @@ async def read_model(version: Version, _: AdminUser, service: RegistryDep) -> Mo
         "This process builds and warms the version's classifier while the old one keeps "
         "serving, records the change, then swaps; requests already running finish on the "
         "old one. Every other process follows within MODEL_POLL_SECONDS plus its own build "
-        "time. Activating an older version is the rollback. Errors: 409 MODEL_RETIRED, 409 "
-        "REGISTRY_BUSY (a concurrent change; try again), 503 MODEL_UNAVAILABLE (the weights "
-        "could not be loaded; nothing changed)."
+        "time. Activating an older version is the rollback. A version made by a training "
+        "job must have passed its recipe's gates (else 409 GATES_NOT_MET) and run in shadow "
+        "on the recipe's minimum of live cases (else 409 SHADOW_INSUFFICIENT). Errors: 409 "
+        "MODEL_RETIRED, 409 REGISTRY_BUSY (a concurrent change; try again), 503 "
+        "MODEL_UNAVAILABLE (the weights could not be loaded; nothing changed)."
     ),
 )
 async def activate_model(version: Version, admin: AdminUser, service: RegistryDep) -> ModelVersion:

@@ -69,6 +69,26 @@ export const ERROR_MESSAGES: Record<string, Message> = {
     en: 'The file is too large (15 MB at most).',
   },
   FORBIDDEN: { es: 'No tiene permiso para hacer esto.', en: 'You are not allowed to do this.' },
+  DATASET_OVERLAP: {
+    es: 'El conjunto de entrenamiento comparte imágenes o pacientes con el de prueba.',
+    en: 'The training set shares images or patients with the test set.',
+  },
+  GATES_NOT_MET: {
+    es: 'Esta versión no supera sus criterios de evaluación: no se puede activar.',
+    en: 'This version does not pass its evaluation gates: it cannot be activated.',
+  },
+  SHADOW_INSUFFICIENT: {
+    es: 'Esta versión aún no tiene suficientes casos comparados en sombra.',
+    en: 'This version has not been compared on enough live cases in shadow yet.',
+  },
+  TRAINING_JOB_FINISHED: {
+    es: 'El trabajo de entrenamiento ya terminó.',
+    en: 'The training job has already finished.',
+  },
+  UNKNOWN_RECIPE: {
+    es: 'No existe esa receta de entrenamiento.',
+    en: 'There is no such training recipe.',
+  },
   IDEMPOTENCY_KEY_IN_USE: {
     es: 'Este envío todavía se está procesando. Espere un momento y vuelva a intentarlo.',
     en: 'This upload is still being processed. Wait a moment and try again.',

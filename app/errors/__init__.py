@@ -310,47 +310,6 @@ class StorageUnavailableError(KnownError):
     message = "The image store is unavailable; try again"
 
 
-# --------------------------------------------------------------------------- model registry
-
-
-class InvalidModel(KnownError):
-    """Weights or manifest that the model registry refuses; the detail says why."""
-
-    status_code = 422
-    code = "INVALID_MODEL"
-    message = "strict load failed: the weights are not a state dict for EyeDiseaseClassifier"
-
-
-class ModelExists(KnownError):
-    status_code = 409
-    code = "MODEL_EXISTS"
-    message = "This version is registered already"
-
-
-class ModelRetired(KnownError):
-    status_code = 409
-    code = "MODEL_RETIRED"
-    message = "A retired version cannot be activated"
-
-
-class ModelActive(KnownError):
-    status_code = 409
-    code = "MODEL_ACTIVE"
-    message = "The active version cannot be retired"
-
-
-class ModelNotStaged(KnownError):
-    status_code = 409
-    code = "MODEL_NOT_STAGED"
-    message = "Only a staged version can run in shadow"
-
-
-class RegistryBusy(KnownError):
-    status_code = 409
-    code = "REGISTRY_BUSY"
-    message = "The registry changed meanwhile; try again"
-
-
 class DatabaseUnavailable(KnownError):
     """The database refused or dropped the connection (restart, failover); retry."""
 
@@ -365,3 +324,17 @@ class ShuttingDown(KnownError):
     status_code = 503
     code = "SHUTTING_DOWN"
     message = "The service is shutting down; try again"
+
+
+# The model registry's and the learning loop's refusals (app.errors.models).
+from app.errors.models import DatasetOverlap as DatasetOverlap  # noqa: E402
+from app.errors.models import GatesNotMet as GatesNotMet  # noqa: E402
+from app.errors.models import InvalidModel as InvalidModel  # noqa: E402
+from app.errors.models import ModelActive as ModelActive  # noqa: E402
+from app.errors.models import ModelExists as ModelExists  # noqa: E402
+from app.errors.models import ModelNotStaged as ModelNotStaged  # noqa: E402
+from app.errors.models import ModelRetired as ModelRetired  # noqa: E402
+from app.errors.models import RegistryBusy as RegistryBusy  # noqa: E402
+from app.errors.models import ShadowInsufficient as ShadowInsufficient  # noqa: E402
+from app.errors.models import TrainingJobFinished as TrainingJobFinished  # noqa: E402
+from app.errors.models import UnknownRecipe as UnknownRecipe  # noqa: E402
