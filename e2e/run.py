@@ -146,13 +146,44 @@ def make_web_fixtures(directory: Path) -> None:
     (directory / "letter.jpg").write_bytes(encoded(text_page(800), "JPEG"))
 
 
+E2E_RECIPE = """\
+# The e2e run's recipe (make_admin_fixtures): the head of the demo model fine-tuned for a
+# few short epochs on a dozen photographs, with gates no such set can pass (a test set of
+# 100 images per class), so that promotion is refused with GATES_NOT_MET.
+name: e2e-small
+version: 1
+description: e2e only. The head, 3 epochs of 2-image batches; gates it cannot pass.
+trainable_layers: [fc]
+epochs: 3
+batch_size: 2
+learning_rate: {max: 1.0e-3, min: 1.0e-4}
+weight_decay: 0.0
+class_balancing: none
+max_share_per_doctor: 1.0
+seed: 25
+referral: {target_sensitivity: 0.9, min_positives: 1}
+gates:
+  - {name: min_test_images_per_class, threshold: 100}
+  - {name: ece_max, threshold: 0.5}
+min_shadow_cases: 3
+"""
+
+
 def make_admin_fixtures(directory: Path) -> None:
     """The admin suite's uploads: weights of the real architecture (a seeded state dict, as
     tests/support/inference.py makes them: another version than the demo weights), their
-    manifest (the default classes, another referral band) and a file that is no model."""
+    manifest (the default classes, another referral band) and a file that is no model; for
+    the learning loop, variants of the retina photograph (each its own image) with patient
+    references that fall in every split, a labelled folder for the locked test set
+    (`import-labelled`), and a recipes directory with the repository's recipes and a small
+    one (E2E_RECIPE)."""
     import json
 
+    from PIL import Image, ImageEnhance
+
     from app.inference.manifest import DEFAULT_MANIFEST
+    from app.training.splits import split_of
+    from tests.support.fundus import retina_path
     from tests.support.inference import weights_bytes
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -161,6 +192,42 @@ def make_admin_fixtures(directory: Path) -> None:
     manifest["referral"]["band"] = 0.15
     (directory / "candidate.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     (directory / "not-a-model.pth").write_bytes(b"these bytes are not a torch state dict\n" * 64)
+
+    with Image.open(retina_path()) as opened:
+        retina = opened.convert("RGB")
+
+    def variant(index: int, path: Path) -> None:
+        side = 420 + 4 * index
+        image = ImageEnhance.Brightness(retina.resize((side, side))).enhance(0.92 + 0.02 * index)
+        image.save(path, "JPEG", quality=92)
+
+    # Patient references for the doctor's labelled uploads: four in train, two in each of
+    # validation and calibration (splits come from a hash of the reference).
+    wanted = {"train": 4, "validation": 2, "calibration": 2}
+    patients: list[str] = []
+    n = 0
+    while any(wanted.values()):
+        ref = f"LOOP-{n:03d}"
+        split, _ = split_of("train", ref, "")
+        if wanted[split]:
+            wanted[split] -= 1
+            patients.append(ref)
+        n += 1
+    loop = directory / "loop"
+    loop.mkdir(exist_ok=True)
+    for i, _ in enumerate(patients):
+        variant(i, loop / f"upload-{i:02d}.jpg")
+    (loop / "patients.json").write_text(json.dumps(patients), encoding="utf-8")
+    test_dir = directory / "loop-test"
+    for k, code in enumerate(c.code for c in DEFAULT_MANIFEST.classes):
+        (test_dir / code).mkdir(parents=True, exist_ok=True)
+        for j in range(2):
+            variant(20 + 2 * k + j, test_dir / code / f"{code}-{j}.jpg")
+    recipes = directory / "recipes"
+    recipes.mkdir(exist_ok=True)
+    for recipe in (ROOT / "recipes").glob("*.yaml"):
+        shutil.copyfile(recipe, recipes / recipe.name)
+    (recipes / "e2e-small.yaml").write_text(E2E_RECIPE, encoding="utf-8")
 
 
 def playwright_step(
@@ -198,6 +265,26 @@ def web_serve_step(env: dict[str, str], tmp: Path, client_env: dict[str, str]) -
             tmp,
             client_env,
             240,
+        )
+
+
+def admin_step(env: dict[str, str], base_url: str, tmp: Path, client_env: dict[str, str]) -> bool:
+    """The admin suite, with a locked test set imported from a labelled folder and a
+    `ocupredict train-worker` working the training jobs the suite starts."""
+    env = {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)}
+    folder = tmp / "web-fixtures" / "loop-test"
+    ocupredict(
+        ["import-labelled", str(folder), "--kind", "test", "--name", "e2e locked test"], env, tmp
+    )
+    worker = [str(BIN / "ocupredict"), "train-worker"]
+    with background(worker, tmp / "train-worker.log", env, tmp, "train-worker"):
+        return playwright_step(
+            "the admin console in Chromium (Playwright, axe, screenshots)",
+            "admin.spec.ts",
+            base_url,
+            tmp,
+            client_env,
+            600,
         )
 
 
@@ -342,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
 
     smtp_port = free_port()
     env = server_env(tmp, smtp_port)
+    if "admin" in steps:  # the learning loop's recipes: the repository's and a small one
+        env["TRAINING_RECIPES_DIR"] = str(tmp / "web-fixtures" / "recipes")
     results: dict[str, bool] = {}
     smtp_env = {**os.environ, "PYTHONPATH": str(ROOT)}
     smtp_args = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}"]
@@ -421,14 +510,7 @@ def main(argv: list[str] | None = None) -> int:
                         600,
                     )
                 if "admin" in steps:
-                    results["admin"] = playwright_step(
-                        "the admin console in Chromium (Playwright, axe, screenshots)",
-                        "admin.spec.ts",
-                        base_url,
-                        tmp,
-                        client_env,
-                        600,
-                    )
+                    results["admin"] = admin_step(env, base_url, tmp, client_env)
                 if stack.proc is None or stack.proc.poll() is not None:
                     print("e2e: serve-nginx died", flush=True)
                     results["server"] = False

@@ -72,6 +72,11 @@ export const AUDIT_ACTIONS: readonly AuditEvent['action'][] = [
   'user.enable',
   'user.role',
   'audit.prune',
+  'dataset.create',
+  'training.start',
+  'training.cancel',
+  'training.finish',
+  'training.fail',
 ];
 
 export const TARGET_TYPES = ['user', 'prediction', 'model', 'dataset', 'training_job'] as const;

@@ -117,6 +117,12 @@ export function Layout({ children }: { children: ReactNode }) {
                   <Box component={NavLink} to="/admin/models" sx={linkSx}>
                     {m.nav.models}
                   </Box>
+                  <Box component={NavLink} to="/admin/datasets" sx={linkSx}>
+                    {m.nav.datasets}
+                  </Box>
+                  <Box component={NavLink} to="/admin/training" sx={linkSx}>
+                    {m.nav.training}
+                  </Box>
                   <Box component={NavLink} to="/admin/audit" sx={linkSx}>
                     {m.nav.audit}
                   </Box>

@@ -16,6 +16,8 @@ const es = {
     users: 'Usuarios',
     models: 'Modelos',
     audit: 'Auditoría',
+    datasets: 'Datos',
+    training: 'Entrenamiento',
   },
   lang: { es: 'Español', en: 'English' },
   common: {
@@ -244,6 +246,8 @@ const en: Messages = {
     users: 'Users',
     models: 'Models',
     audit: 'Audit',
+    datasets: 'Datasets',
+    training: 'Training',
   },
   lang: { es: 'Español', en: 'English' },
   common: {
