@@ -196,10 +196,11 @@ def make_admin_fixtures(directory: Path) -> None:
     with Image.open(retina_path()) as opened:
         retina = opened.convert("RGB")
 
-    def variant(index: int, path: Path) -> None:
-        side = 420 + 4 * index
-        image = ImageEnhance.Brightness(retina.resize((side, side))).enhance(0.92 + 0.02 * index)
-        image.save(path, "JPEG", quality=92)
+    def variant(index: int, path: Path) -> None:  # full size (gradable), each its own bytes
+        width, height = retina.size
+        cropped = retina.crop((2 * index, 0, width, height - 2 * index))
+        brighter = ImageEnhance.Brightness(cropped).enhance(0.97 + 0.002 * index)
+        brighter.save(path, "JPEG", quality=90)
 
     # Patient references for the doctor's labelled uploads: four in train, two in each of
     # validation and calibration (splits come from a hash of the reference).

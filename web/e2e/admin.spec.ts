@@ -53,9 +53,13 @@ async function signIn(page: Page, email: string, password: string): Promise<void
   await page.getByRole('button', { name: 'Entrar' }).click();
 }
 
+/** Switch the language of a signed-in user: saved as the account's locale (the PATCH
+ * has answered before the next page load reads it). */
 async function chooseLanguage(page: Page, label: 'English' | 'Español'): Promise<void> {
+  const saved = page.waitForResponse((r) => r.url().endsWith(`${API}/auth/me`) && r.request().method() === 'PATCH');
   await page.getByTestId('language').click();
   await page.getByRole('option', { name: label }).click();
+  expect((await saved).status()).toBe(200);
 }
 
 /** Once every transition (a dialog's fade-in) has finished: axe reads the final colours. */
@@ -90,6 +94,7 @@ test.describe.serial('the admin console', () => {
   let doctorId = 0;
   let demoVersion = '';
   let candidate = '';
+  let trainedVersion = '';
   /** Admin API calls the doctor's browser made, with their statuses. */
   const doctorAdminCalls: { url: string; status: number }[] = [];
 
@@ -124,7 +129,7 @@ test.describe.serial('the admin console', () => {
     await signIn(doctorPage, doctorEmail, PASSWORD);
     await expect(doctorPage.getByRole('heading', { name: 'Nueva evaluación' })).toBeVisible();
     await expect(doctorPage.getByTestId('nav-admin')).toHaveCount(0);
-    for (const path of ['/admin/users', '/admin/models', '/admin/models/0123456789ab', '/admin/audit?action=user.role', '/admin/nothing']) {
+    for (const path of ['/admin/users', '/admin/models', '/admin/models/0123456789ab', '/admin/models/0123456789ab/evaluation', '/admin/datasets', '/admin/training', '/admin/audit?action=user.role', '/admin/nothing']) {
       await doctorPage.goto(path);
       await expect(doctorPage.getByTestId('not-allowed')).toBeVisible();
       await expect(doctorPage.getByRole('heading', { name: 'No permitido' })).toBeVisible();
@@ -394,6 +399,125 @@ test.describe.serial('the admin console', () => {
     await shot(page, 'admin-compare-es');
   });
 
+  test('the learning loop: a dataset from feedback, a training job whose progress moves, its evaluation; promotion refused while a gate fails', async () => {
+    test.setTimeout(600_000);
+    // The doctor's labelled uploads: each its own photograph and patient, labels spread
+    // over the classes (a confirmation where the label is the predicted class).
+    const doctorHeaders = await bearer(api, doctorEmail, PASSWORD);
+    const patients = JSON.parse(readFileSync(join(FIXTURES, 'loop', 'patients.json'), 'utf-8')) as string[];
+    const codes = ['glaucoma', 'diabetic_retinopathy', 'normal', 'cataract'];
+    for (const [i, patient] of patients.entries()) {
+      const file = join(FIXTURES, 'loop', `upload-${String(i).padStart(2, '0')}.jpg`);
+      const response = await api.post(`${API}/predict`, {
+        headers: doctorHeaders,
+        multipart: { file: { name: `loop-${i}.jpg`, mimeType: 'image/jpeg', buffer: readFileSync(file) }, patient_ref: patient },
+      });
+      expect(response.status(), await response.text()).toBe(201);
+      const body = (await response.json()) as { id: number; result: { class_code: string }; quality: { gradable: boolean } };
+      const label = codes[i % codes.length] ?? 'normal';
+      const feedback = label === body.result.class_code ? { verdict: 'correct' } : { verdict: 'incorrect', correct_class: label };
+      expect((await api.put(`${API}/history/${body.id}/feedback`, { headers: doctorHeaders, data: feedback })).status()).toBe(200);
+    }
+
+    // Datasets: the imported test set is locked; a training set built from feedback.
+    await page.getByRole('link', { name: 'Datos' }).click();
+    await expect(page.getByRole('heading', { name: 'Conjuntos de datos', level: 1 })).toBeVisible();
+    const locked = page.locator('[data-testid="dataset-row"][data-name="e2e locked test"]');
+    await expect(locked).toHaveAttribute('data-locked', 'true');
+    await expect(locked.getByTestId('locked')).toBeVisible();
+    await expect(locked).toContainText('Importado');
+    await page.getByTestId('dataset-name').fill('e2e train');
+    await expect(page.getByTestId('dataset-cutoff')).not.toHaveValue('');
+    await page.getByRole('button', { name: 'Crear conjunto' }).click();
+    await expect(page.getByTestId('notice')).toContainText('«e2e train»');
+    const trainRow = page.locator('[data-testid="dataset-row"][data-name="e2e train"]');
+    await expect(trainRow).toHaveAttribute('data-locked', 'false');
+    const datasets = await getJson<{ id: number; name: string; items: number; by_class: Record<string, number> }[]>(api, '/admin/datasets', adminHeaders);
+    const train = datasets.find((d) => d.name === 'e2e train');
+    expect(train?.items).toBeGreaterThanOrEqual(patients.length);
+    await expect(trainRow.getByTestId('items')).toHaveAttribute('data-value', String(train?.items));
+    for (const [code, n] of Object.entries(train?.by_class ?? {})) {
+      if (n > 0) await expect(trainRow.locator(`[data-testid="by-class"] [data-key="${code}"]`)).toHaveAttribute('data-value', String(n));
+    }
+    await shot(page, 'admin-datasets-es');
+
+    // A small training job from a recipe; its progress moves while it runs.
+    await page.getByRole('link', { name: 'Entrenamiento' }).click();
+    await expect(page.getByRole('heading', { name: 'Entrenamiento', level: 1 })).toBeVisible();
+    const pick = async (testId: string, option: RegExp) => {
+      await page.getByTestId(testId).click();
+      await page.getByRole('option', { name: option }).click();
+    };
+    await pick('pick-recipe', /^e2e-small v1$/);
+    await expect(page.getByTestId('recipe-summary')).toContainText('3 épocas');
+    await pick('pick-train', /^e2e train/);
+    await pick('pick-test', /e2e locked test/);
+    await page.getByRole('button', { name: 'Iniciar', exact: true }).click();
+    await expect(page.getByTestId('notice')).toContainText('en cola');
+    const jobs = await getJson<{ id: number; status: string }[]>(api, '/admin/training-jobs', adminHeaders);
+    const jobId = Math.max(...jobs.map((j) => j.id));
+    const job = page.locator(`[data-testid="job-row"][data-id="${jobId}"]`);
+    await expect(job).toBeVisible();
+    await shot(page, 'admin-training-es');
+
+    // A second job queues behind it: cancelled, after a confirmation.
+    await page.getByRole('button', { name: 'Iniciar', exact: true }).click();
+    await expect(page.locator(`[data-testid="job-row"][data-id="${jobId + 1}"]`)).toBeVisible();
+    await page.getByRole('button', { name: `Cancelar trabajo #${jobId + 1}` }).click();
+    await expect(page.getByTestId('confirm-dialog')).toContainText(`¿Cancelar el trabajo ${jobId + 1}?`);
+    await page.getByTestId('confirm').click();
+    await expect(page.locator(`[data-testid="job-row"][data-id="${jobId + 1}"]`)).toHaveAttribute('data-status', 'cancelled', { timeout: 60_000 });
+
+    // The page polls: record each progress state it shows until the job is done.
+    const states = new Set<string>();
+    await expect
+      .poll(
+        async () => {
+          const progress = job.getByTestId('job-progress');
+          const state = [await progress.getAttribute('data-phase'), await progress.getAttribute('data-epoch'), await progress.getAttribute('data-batches')].join('/');
+          if (state !== '//') states.add(state);
+          return job.getAttribute('data-status');
+        },
+        { timeout: 480_000, intervals: [250] },
+      )
+      .toMatch(/^(succeeded|failed)$/);
+    const finished = await getJson<{ status: string; error: string | null; candidate_version: string | null }>(api, `/admin/training-jobs/${jobId}`, adminHeaders);
+    expect(finished.status, finished.error ?? '').toBe('succeeded');
+    expect(states.size, [...states].join(' ')).toBeGreaterThanOrEqual(2); // it moved
+
+    // The evaluation: every gate with its verdict; one fails, so promotion is refused.
+    const version = finished.candidate_version ?? '';
+    await job.getByTestId('evaluation-link').click();
+    await expect(page).toHaveURL(new RegExp(`/admin/models/${version}/evaluation`));
+    const evaluation = await getJson<{ accuracy: number | null; gates: { name: string; passed: boolean }[]; passed: boolean }>(api, `/admin/models/${version}/evaluation`, adminHeaders);
+    expect(evaluation.passed).toBe(false);
+    await expect(page.getByTestId('eval-accuracy')).toHaveAttribute('data-value', evaluation.accuracy === null ? '' : String(evaluation.accuracy));
+    await expect(page.getByTestId('gate')).toHaveCount(evaluation.gates.length);
+    for (const gate of evaluation.gates) {
+      await expect(page.locator(`[data-testid="gate"][data-name="${gate.name}"]`)).toHaveAttribute('data-passed', String(gate.passed));
+    }
+    const gate = page.locator('[data-testid="gate"][data-name="min_test_images_per_class"]');
+    await expect(gate).toContainText('No cumple');
+    await expect(gate).toContainText('≥ 100 requerido');
+    await expect(page.getByTestId('promotion-refused')).toHaveAttribute('data-reason', 'GATES_NOT_MET');
+    await expect(page.getByTestId('promotion-refused')).toContainText('Mínimo de imágenes de prueba por clase');
+    await expect(page.getByTestId('promote')).toBeDisabled();
+    await expect(page.getByTestId('lineage')).toContainText('e2e-small');
+    await shot(page, 'admin-evaluation-es');
+
+    // Activating it anyway (from the models page): the API's refusal, explained.
+    await page.getByRole('link', { name: 'Modelos' }).click();
+    await modelRow(page, version).getByRole('button', { name: `Activar: ${version}` }).click();
+    await page.getByTestId('confirm').click();
+    await expect(page.getByTestId('confirm-dialog').getByRole('alert')).toHaveText('Esta versión no supera sus criterios de evaluación: no se puede activar.');
+    await page.getByTestId('confirm-dialog').getByRole('button', { name: 'Cancelar' }).click();
+    await expect(modelRow(page, version)).toHaveAttribute('data-status', 'staged');
+    const refused = await api.post(`${API}/admin/models/${version}/activate`, { headers: adminHeaders });
+    expect(refused.status()).toBe(409);
+    expect(((await refused.json()) as { code: string }).code).toBe('GATES_NOT_MET');
+    trainedVersion = version;
+  });
+
   test('the audit trail: filters, cursor pages, an event’s old and new values, the CSV equals the API’s', async () => {
     // Enough events of one kind for two pages: the doctor opens an evaluation 30 times.
     const doctorHeaders = await bearer(api, doctorEmail, PASSWORD);
@@ -466,6 +590,18 @@ test.describe.serial('the admin console', () => {
     await page.goto(`/admin/models/${demoVersion}?compare=${candidate}`);
     await expect(page.getByTestId('comparison')).toBeVisible();
     await shot(page, 'admin-compare-en');
+    await page.goto('/admin/datasets');
+    await expect(page.getByRole('heading', { name: 'Datasets', level: 1 })).toBeVisible();
+    await expect(page.getByTestId('dataset-row').first()).toBeVisible();
+    await shot(page, 'admin-datasets-en');
+    await page.goto('/admin/training');
+    await expect(page.getByRole('heading', { name: 'Training', level: 1 })).toBeVisible();
+    await expect(page.getByTestId('job-row').first()).toBeVisible();
+    await shot(page, 'admin-training-en');
+    await page.goto(`/admin/models/${trainedVersion}/evaluation`);
+    await expect(page.getByRole('heading', { name: `Evaluation of version ${trainedVersion}` })).toBeVisible();
+    await expect(page.getByTestId('promotion-refused')).toContainText('Cannot be promoted');
+    await shot(page, 'admin-evaluation-en');
     await page.goto('/admin/audit');
     await expect(page.getByRole('heading', { name: 'Audit trail' })).toBeVisible();
     await expect(page.getByTestId('audit-row').first()).toBeVisible();

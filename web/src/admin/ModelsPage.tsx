@@ -299,6 +299,13 @@ export default function ModelsPage() {
                           <Link component={RouterLink} to={`/admin/models/${v.version}`} sx={{ fontFamily: 'monospace' }} aria-label={f(a.models.evidenceOf, { version: v.version })}>
                             {v.version}
                           </Link>
+                          {v.lineage && (
+                            <Box>
+                              <Link component={RouterLink} to={`/admin/models/${v.version}/evaluation`} variant="body2">
+                                {a.models.lineage}
+                              </Link>
+                            </Box>
+                          )}
                         </TableCell>
                         <TableCell>
                           <StatusChip version={v} />

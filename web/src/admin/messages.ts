@@ -95,7 +95,7 @@ const es = {
     registered: 'Versión {version} registrada y preparada.',
     reason: 'Motivo: {reason}',
     empty: 'No hay versiones registradas.',
-    lineage: 'Origen del entrenamiento',
+    lineage: 'Evaluación del entrenamiento',
   },
   evidence: {
     back: 'Volver a los modelos',
@@ -392,7 +392,7 @@ const en: AdminMessages = {
     registered: 'Version {version} registered and staged.',
     reason: 'Reason: {reason}',
     empty: 'No versions registered.',
-    lineage: 'Training lineage',
+    lineage: 'Training evaluation',
   },
   evidence: {
     back: 'Back to the models',
