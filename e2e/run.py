@@ -285,7 +285,7 @@ def admin_step(env: dict[str, str], base_url: str, tmp: Path, client_env: dict[s
             base_url,
             tmp,
             client_env,
-            600,
+            900,
         )
 
 

@@ -82,6 +82,8 @@ function modelRow(page: Page, version: string) {
 }
 
 test.describe.serial('the admin console', () => {
+  // Each step does many requests and screenshots on a machine shared with the stack.
+  test.describe.configure({ timeout: 300_000 });
   let admin: BrowserContext;
   let page: Page;
   let doctorContext: BrowserContext;
