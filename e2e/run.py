@@ -15,6 +15,10 @@
    - web:     the doctors' web app (web/dist, served by nginx) in Debian's Chromium:
               the Playwright suite web/e2e/web.spec.ts (axe, screenshots of every screen
               at 1280x800 and 390x844 into <tmp>/web-screenshots);
+   - admin:   the admin console in the same app (web/e2e/admin.spec.ts): users, model
+              weights (a small state dict of the real architecture and its manifest,
+              written by make_admin_fixtures), evidence, shadow, the audit trail and its
+              CSV; a doctor typing admin URLs gets "not allowed";
    then, on a second stack with a per-IP limit of 5 failures:
    - xff:     wrong logins for new accounts, each naming another client in
               X-Forwarded-For: the per-IP limit still answers 429 (nginx overwrites it).
@@ -55,7 +59,7 @@ from app.deploy.harness import NginxStack, free_port  # noqa: E402
 NODE_DIR = ROOT / "e2e" / "node"  # the consumer of the packed @ocupredict/client
 WEB_DIR = ROOT / "web"  # the doctors' web app and its Playwright suite
 BIN = Path(sys.executable).parent
-STEPS = ("flow", "swagger", "python", "schemathesis", "web", "xff", "web-serve")
+STEPS = ("flow", "swagger", "python", "schemathesis", "web", "admin", "xff", "web-serve")
 PROCESSES = 2
 XFF_IP_LIMIT = 5
 
@@ -126,7 +130,7 @@ def make_png(path: Path) -> None:
 
 def make_web_fixtures(directory: Path) -> None:
     """The web suite's uploads: scikit-image's retina photograph, the same as a DICOM
-    file of the left eye (as tests/dicom_files.py makes them), and a scanned letter (an
+    file of the left eye (as tests/support/dicom.py makes them), and a scanned letter (an
     ungradable photograph: no fundus)."""
     import numpy as np
     from PIL import Image
@@ -140,6 +144,91 @@ def make_web_fixtures(directory: Path) -> None:
         pixels = np.asarray(retina.convert("RGB").resize((512, 512)))
     (directory / "retina-left.dcm").write_bytes(dicom_bytes(pixels, image_laterality="L"))
     (directory / "letter.jpg").write_bytes(encoded(text_page(800), "JPEG"))
+
+
+E2E_RECIPE = """\
+# The e2e run's recipe (make_admin_fixtures): the head of the demo model fine-tuned for a
+# few short epochs on a dozen photographs, with gates no such set can pass (a test set of
+# 100 images per class), so that promotion is refused with GATES_NOT_MET.
+name: e2e-small
+version: 1
+description: e2e only. The head, 3 epochs of 2-image batches; gates it cannot pass.
+trainable_layers: [fc]
+epochs: 3
+batch_size: 2
+learning_rate: {max: 1.0e-3, min: 1.0e-4}
+weight_decay: 0.0
+class_balancing: none
+max_share_per_doctor: 1.0
+seed: 25
+referral: {target_sensitivity: 0.9, min_positives: 1}
+gates:
+  - {name: min_test_images_per_class, threshold: 100}
+  - {name: ece_max, threshold: 0.5}
+min_shadow_cases: 3
+"""
+
+
+def make_admin_fixtures(directory: Path) -> None:
+    """The admin suite's uploads: weights of the real architecture (a seeded state dict, as
+    tests/support/inference.py makes them: another version than the demo weights), their
+    manifest (the default classes, another referral band) and a file that is no model; for
+    the learning loop, variants of the retina photograph (each its own image) with patient
+    references that fall in every split, a labelled folder for the locked test set
+    (`import-labelled`), and a recipes directory with the repository's recipes and a small
+    one (E2E_RECIPE)."""
+    import json
+
+    from PIL import Image, ImageEnhance
+
+    from app.inference.manifest import DEFAULT_MANIFEST
+    from app.training.splits import split_of
+    from tests.support.fundus import retina_path
+    from tests.support.inference import weights_bytes
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "candidate.pth").write_bytes(weights_bytes(seed=25, scale_head=3.0))
+    manifest = DEFAULT_MANIFEST.model_dump(mode="json")
+    manifest["referral"]["band"] = 0.15
+    (directory / "candidate.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    (directory / "not-a-model.pth").write_bytes(b"these bytes are not a torch state dict\n" * 64)
+
+    with Image.open(retina_path()) as opened:
+        retina = opened.convert("RGB")
+
+    def variant(index: int, path: Path) -> None:  # full size (gradable), each its own bytes
+        width, height = retina.size
+        cropped = retina.crop((2 * index, 0, width, height - 2 * index))
+        brighter = ImageEnhance.Brightness(cropped).enhance(0.97 + 0.002 * index)
+        brighter.save(path, "JPEG", quality=90)
+
+    # Patient references for the doctor's labelled uploads: four in train, two in each of
+    # validation and calibration (splits come from a hash of the reference).
+    wanted = {"train": 4, "validation": 2, "calibration": 2}
+    patients: list[str] = []
+    n = 0
+    while any(wanted.values()):
+        ref = f"LOOP-{n:03d}"
+        split, _ = split_of("train", ref, "")
+        if wanted[split]:
+            wanted[split] -= 1
+            patients.append(ref)
+        n += 1
+    loop = directory / "loop"
+    loop.mkdir(exist_ok=True)
+    for i, _ in enumerate(patients):
+        variant(i, loop / f"upload-{i:02d}.jpg")
+    (loop / "patients.json").write_text(json.dumps(patients), encoding="utf-8")
+    test_dir = directory / "loop-test"
+    for k, code in enumerate(c.code for c in DEFAULT_MANIFEST.classes):
+        (test_dir / code).mkdir(parents=True, exist_ok=True)
+        for j in range(2):
+            variant(20 + 2 * k + j, test_dir / code / f"{code}-{j}.jpg")
+    recipes = directory / "recipes"
+    recipes.mkdir(exist_ok=True)
+    for recipe in (ROOT / "recipes").glob("*.yaml"):
+        shutil.copyfile(recipe, recipes / recipe.name)
+    (recipes / "e2e-small.yaml").write_text(E2E_RECIPE, encoding="utf-8")
 
 
 def playwright_step(
@@ -177,6 +266,26 @@ def web_serve_step(env: dict[str, str], tmp: Path, client_env: dict[str, str]) -
             tmp,
             client_env,
             240,
+        )
+
+
+def admin_step(env: dict[str, str], base_url: str, tmp: Path, client_env: dict[str, str]) -> bool:
+    """The admin suite, with a locked test set imported from a labelled folder and a
+    `ocupredict train-worker` working the training jobs the suite starts."""
+    env = {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)}
+    folder = tmp / "web-fixtures" / "loop-test"
+    ocupredict(
+        ["import-labelled", str(folder), "--kind", "test", "--name", "e2e locked test"], env, tmp
+    )
+    worker = [str(BIN / "ocupredict"), "train-worker"]
+    with background(worker, tmp / "train-worker.log", env, tmp, "train-worker"):
+        return playwright_step(
+            "the admin console in Chromium (Playwright, axe, screenshots)",
+            "admin.spec.ts",
+            base_url,
+            tmp,
+            client_env,
+            900,
         )
 
 
@@ -302,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("flow", "swagger"):
         if name in steps and not (NODE_DIR / "dist" / f"{name}.js").exists():
             parser.error(f"e2e/node/dist/{name}.js is missing: run `make e2e`")
-    if {"web", "web-serve"} & set(steps) and not (WEB_DIR / "dist" / "index.html").exists():
+    browser_steps = {"web", "admin", "web-serve"} & set(steps)
+    if browser_steps and not (WEB_DIR / "dist" / "index.html").exists():
         parser.error("web/dist is missing: run `make web` (or `make e2e`)")
 
     tmp = Path(tempfile.mkdtemp(prefix="ocupredict-e2e-"))
@@ -313,11 +423,15 @@ def main(argv: list[str] | None = None) -> int:
     jpeg, png = tmp / "fundus-e2e.jpg", tmp / "fundus-e2e.png"
     make_jpeg(jpeg)
     make_png(png)
-    if {"web", "web-serve"} & set(steps):
+    if browser_steps:
         make_web_fixtures(tmp / "web-fixtures")
+    if "admin" in steps:
+        make_admin_fixtures(tmp / "web-fixtures")
 
     smtp_port = free_port()
     env = server_env(tmp, smtp_port)
+    if "admin" in steps:  # the learning loop's recipes: the repository's and a small one
+        env["TRAINING_RECIPES_DIR"] = str(tmp / "web-fixtures" / "recipes")
     results: dict[str, bool] = {}
     smtp_env = {**os.environ, "PYTHONPATH": str(ROOT)}
     smtp_args = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}"]
@@ -396,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
                         client_env,
                         600,
                     )
+                if "admin" in steps:
+                    results["admin"] = admin_step(env, base_url, tmp, client_env)
                 if stack.proc is None or stack.proc.poll() is not None:
                     print("e2e: serve-nginx died", flush=True)
                     results["server"] = False

@@ -135,6 +135,23 @@ async def test_metrics_match_the_hand_computed_confusion_matrix(
     # 5 {.55 x}, 4 {.45 x}, 3 {.35 x}: 0.2*.065 + 0.2*.135 + 0.1*.25 + 0.2*.635 + .055
     # + .045 + .035 = 0.327
     assert body["ece"] == pytest.approx(0.327, abs=1e-6)  # MySQL FLOAT is single precision
+    # The reliability diagram: those bins (lowest first), each with its count, mean top
+    # probability and share confirmed; its weighted gaps add up to the ECE.
+    bins = [
+        (b["low"], b["high"], b["count"], b["confidence"], b["accuracy"])
+        for b in body["reliability"]
+    ]
+    assert bins == [
+        (pytest.approx(0.3), pytest.approx(0.4), 1, pytest.approx(0.35, abs=1e-6), 0.0),
+        (pytest.approx(0.4), pytest.approx(0.5), 1, pytest.approx(0.45, abs=1e-6), 0.0),
+        (pytest.approx(0.5), pytest.approx(0.6), 1, pytest.approx(0.55, abs=1e-6), 0.0),
+        (pytest.approx(0.6), pytest.approx(0.7), 2, pytest.approx(0.635, abs=1e-6), 0.0),
+        (pytest.approx(0.7), pytest.approx(0.8), 1, pytest.approx(0.75, abs=1e-6), 1.0),
+        (pytest.approx(0.8), pytest.approx(0.9), 2, pytest.approx(0.865, abs=1e-6), 1.0),
+        (pytest.approx(0.9), pytest.approx(1.0), 2, pytest.approx(0.935, abs=1e-6), 1.0),
+    ]
+    weighted = sum(n / 10 * abs(acc - conf) for _, _, n, conf, acc in bins)
+    assert weighted == pytest.approx(body["ece"], abs=1e-6)
     assert body["shadow"] is None
 
 
@@ -234,3 +251,7 @@ def test_groups_from_rollup_and_edges_add_up() -> None:
     merged = compute(parts, ["normal"])
     assert (merged.predictions, merged.correct) == (3, 3)
     assert merged.ece == pytest.approx(1 - 0.75)
+    assert [(b.low, b.count, b.confidence, b.accuracy) for b in merged.reliability] == [
+        (0.7, 3, 0.75, 1.0)
+    ]
+    assert compute([Group("normal", None, None, 3, 4, 1.4)], ["normal"]).reliability == ()

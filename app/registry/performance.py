@@ -13,6 +13,8 @@ arithmetic on those few groups.
   confirmed c, support = confirmed c. Unknown confirmed classes count in no recall.
 - ECE over 10 equal-width bins of the top probability: sum over bins of
   (n_bin / n) * |accuracy_bin - mean confidence_bin|, over the predictions with feedback.
+  The non-empty bins themselves (count, mean confidence, accuracy) are the reliability
+  diagram.
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ class ClassMetrics:
 
 
 @dataclass(frozen=True, slots=True)
+class ReliabilityBin:
+    low: float  # [low, high) of the top probability (the last bin includes 1)
+    high: float
+    count: int
+    confidence: float  # mean top probability
+    accuracy: float  # share confirmed correct
+
+
+@dataclass(frozen=True, slots=True)
 class Metrics:
     predictions: int
     with_feedback: int
@@ -44,6 +55,7 @@ class Metrics:
     per_class: dict[str, ClassMetrics]
     confusion: list[tuple[str, str | None, int]]  # (predicted, confirmed or None, count)
     ece: float | None
+    reliability: tuple[ReliabilityBin, ...] = ()
 
 
 def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float] | None:
@@ -98,6 +110,7 @@ def compute(groups: Sequence[Group], codes: Sequence[str]) -> Metrics:
         )
 
     ece: float | None = None
+    reliability: list[ReliabilityBin] = []
     if with_feedback:
         ece = 0.0
         for b in range(BINS):
@@ -107,6 +120,9 @@ def compute(groups: Sequence[Group], codes: Sequence[str]) -> Metrics:
                 accuracy = sum(g.count for g in in_bin if g.verdict == "correct") / n
                 confidence = sum(g.sum_probability for g in in_bin) / n
                 ece += n / with_feedback * abs(accuracy - confidence)
+                reliability.append(
+                    ReliabilityBin(b / BINS, (b + 1) / BINS, n, confidence, accuracy)
+                )
 
     return Metrics(
         predictions=predictions,
@@ -120,6 +136,7 @@ def compute(groups: Sequence[Group], codes: Sequence[str]) -> Metrics:
             key=lambda item: (item[0], item[1] or ""),
         ),
         ece=ece,
+        reliability=tuple(reliability),
     )
 
 

@@ -121,6 +121,16 @@ class ShadowMetrics(BaseModel):
     judged: int = Field(description="Shadowed uploads whose confirmed class is known")
 
 
+class ReliabilityBin(BaseModel):
+    """One bin of the top probability: how confident the version was, how often right."""
+
+    low: float = Field(ge=0, le=1, description="The bin's lower edge (inclusive)")
+    high: float = Field(ge=0, le=1, description="The bin's upper edge (exclusive; 1 inclusive)")
+    count: int = Field(description="Predictions with feedback whose top probability is in it")
+    confidence: float = Field(description="Their mean top probability")
+    accuracy: float = Field(description="The share of them the doctors confirmed")
+
+
 class MetricsRange(BaseModel):
     """The range measured, as UTC instants (null: unbounded)."""
 
@@ -144,5 +154,8 @@ class ModelMetrics(BaseModel):
     confusion: list[ModelConfusionCell]
     ece: float | None = Field(
         description="Expected calibration error of the top probability over 10 bins"
+    )
+    reliability: list[ReliabilityBin] = Field(
+        description="The reliability diagram: the non-empty bins of the ECE, lowest first"
     )
     shadow: ShadowMetrics | None = Field(description="Null when it never ran in shadow")

@@ -17,6 +17,15 @@ const HistoryPage = lazy(() => import('./pages/HistoryPage').then((mod) => ({ de
 const DetailPage = lazy(() => import('./pages/DetailPage').then((mod) => ({ default: mod.DetailPage })));
 const DashboardPage = lazy(() => import('./pages/DashboardPage'));
 const ProfilePage = lazy(() => import('./pages/ProfilePage'));
+// The admin console: lazy too, and only mounted for the admin role (AdminOnly).
+const UsersPage = lazy(() => import('./admin/UsersPage'));
+const ModelsPage = lazy(() => import('./admin/ModelsPage'));
+const EvidencePage = lazy(() => import('./admin/EvidencePage'));
+const AuditPage = lazy(() => import('./admin/AuditPage'));
+const DatasetsPage = lazy(() => import('./admin/DatasetsPage'));
+const TrainingPage = lazy(() => import('./admin/TrainingPage'));
+const EvaluationPage = lazy(() => import('./admin/EvaluationPage'));
+const AdminOnly = lazy(() => import('./admin/components').then((mod) => ({ default: mod.AdminOnly })));
 
 const theme = createTheme({
   palette: {
@@ -77,6 +86,15 @@ function AppRoutes() {
         <Route path="/history/:id" element={<Private><DetailPage /></Private>} />
         <Route path="/dashboard" element={<Private><DashboardPage /></Private>} />
         <Route path="/profile" element={<Private><ProfilePage /></Private>} />
+        <Route path="/admin" element={<Navigate to="/admin/users" replace />} />
+        <Route path="/admin/users" element={<Private><AdminOnly><UsersPage /></AdminOnly></Private>} />
+        <Route path="/admin/models" element={<Private><AdminOnly><ModelsPage /></AdminOnly></Private>} />
+        <Route path="/admin/models/:version" element={<Private><AdminOnly><EvidencePage /></AdminOnly></Private>} />
+        <Route path="/admin/models/:version/evaluation" element={<Private><AdminOnly><EvaluationPage /></AdminOnly></Private>} />
+        <Route path="/admin/datasets" element={<Private><AdminOnly><DatasetsPage /></AdminOnly></Private>} />
+        <Route path="/admin/training" element={<Private><AdminOnly><TrainingPage /></AdminOnly></Private>} />
+        <Route path="/admin/audit" element={<Private><AdminOnly><AuditPage /></AdminOnly></Private>} />
+        <Route path="/admin/*" element={<Private><AdminOnly><NotFoundPage /></AdminOnly></Private>} />
         <Route path="*" element={<NotFoundPage />} />
       </Routes>
     </Layout>

@@ -38,6 +38,7 @@ from app.schemas.admin_models import (
     ModelMetrics,
     ModelVersion,
     RegisterFromS3,
+    ReliabilityBin,
     ShadowIn,
     ShadowMetrics,
 )
@@ -257,6 +258,16 @@ async def model_metrics(
             ModelConfusionCell(predicted=p, confirmed=c, count=n) for p, c, n in m.confusion
         ],
         ece=m.ece,
+        reliability=[
+            ReliabilityBin(
+                low=b.low,
+                high=b.high,
+                count=b.count,
+                confidence=b.confidence,
+                accuracy=b.accuracy,
+            )
+            for b in m.reliability
+        ],
         shadow=(
             ShadowMetrics(
                 compared=shadow.compared,

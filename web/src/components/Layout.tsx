@@ -74,7 +74,7 @@ const linkSx = {
 
 export function Layout({ children }: { children: ReactNode }) {
   const { m } = useI18n();
-  const { status, signOut } = useAuth();
+  const { status, signOut, user } = useAuth();
   const navigate = useNavigate();
   const signedIn = status === 'signed-in';
   return (
@@ -109,6 +109,25 @@ export function Layout({ children }: { children: ReactNode }) {
               <Box component={NavLink} to="/profile" sx={linkSx}>
                 {m.nav.profile}
               </Box>
+              {user?.role === 'admin' && (
+                <>
+                  <Box component={NavLink} to="/admin/users" sx={linkSx} data-testid="nav-admin">
+                    {m.nav.users}
+                  </Box>
+                  <Box component={NavLink} to="/admin/models" sx={linkSx}>
+                    {m.nav.models}
+                  </Box>
+                  <Box component={NavLink} to="/admin/datasets" sx={linkSx}>
+                    {m.nav.datasets}
+                  </Box>
+                  <Box component={NavLink} to="/admin/training" sx={linkSx}>
+                    {m.nav.training}
+                  </Box>
+                  <Box component={NavLink} to="/admin/audit" sx={linkSx}>
+                    {m.nav.audit}
+                  </Box>
+                </>
+              )}
             </Box>
           )}
           {!signedIn && <Box sx={{ flexGrow: 1 }} />}

@@ -13,6 +13,11 @@ const es = {
     signOut: 'Cerrar sesión',
     language: 'Idioma',
     menu: 'Menú principal',
+    users: 'Usuarios',
+    models: 'Modelos',
+    audit: 'Auditoría',
+    datasets: 'Datos',
+    training: 'Entrenamiento',
   },
   lang: { es: 'Español', en: 'English' },
   common: {
@@ -238,6 +243,11 @@ const en: Messages = {
     signOut: 'Sign out',
     language: 'Language',
     menu: 'Main menu',
+    users: 'Users',
+    models: 'Models',
+    audit: 'Audit',
+    datasets: 'Datasets',
+    training: 'Training',
   },
   lang: { es: 'Español', en: 'English' },
   common: {
