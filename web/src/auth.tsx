@@ -6,7 +6,7 @@
 import { Auth } from '@ocupredict/client';
 import type { User } from '@ocupredict/client';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
-import { createContext, useCallback, useContext, useEffect, useMemo, useState, useSyncExternalStore } from 'react';
+import { createContext, startTransition, useCallback, useContext, useEffect, useMemo, useState, useSyncExternalStore } from 'react';
 import type { ReactNode } from 'react';
 
 import { WEB_CLIENT_HEADER, session, signOut } from './api/client';
@@ -39,7 +39,8 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   useEffect(() => {
     let live = true;
     void session.refresh().finally(() => {
-      if (live) setRestored(true);
+      // a transition: the screen that follows (often the sign-in form) renders in slices
+      if (live) startTransition(() => setRestored(true));
     });
     return () => {
       live = false;
