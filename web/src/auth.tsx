@@ -6,7 +6,17 @@
 import { Auth } from '@ocupredict/client';
 import type { User } from '@ocupredict/client';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
-import { createContext, useCallback, useContext, useEffect, useMemo, useState, useSyncExternalStore } from 'react';
+import {
+  createContext,
+  startTransition,
+  useCallback,
+  useContext,
+  useDeferredValue,
+  useEffect,
+  useMemo,
+  useState,
+  useSyncExternalStore,
+} from 'react';
 import type { ReactNode } from 'react';
 
 import { WEB_CLIENT_HEADER, session, signOut } from './api/client';
@@ -39,7 +49,8 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   useEffect(() => {
     let live = true;
     void session.refresh().finally(() => {
-      if (live) setRestored(true);
+      // a transition: the screen that follows (often the sign-in form) renders in slices
+      if (live) startTransition(() => setRestored(true));
     });
     return () => {
       live = false;
@@ -74,9 +85,13 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   } else if (!restored) {
     status = 'restoring';
   }
+  // The screens follow the session through a deferred value: the session and /auth/me come
+  // from external stores, whose updates React renders in one long piece; deferred, the screen
+  // that follows (a whole page after a restore or a sign-in) renders in slices.
+  const shown = useDeferredValue(useMemo(() => ({ status, user }), [status, user]));
   const value = useMemo<AuthState>(
-    () => ({ status, user, started, signOut }),
-    [status, user, started],
+    () => ({ status: shown.status, user: shown.user, started, signOut }),
+    [shown, started],
   );
   return <AuthContext.Provider value={value}>{children}</AuthContext.Provider>;
 }

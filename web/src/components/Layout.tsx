@@ -18,6 +18,7 @@ import { NavLink, Link as RouterLink, useNavigate } from 'react-router';
 
 import { unwrap } from '../api/errors';
 import { ME_KEY, useAuth } from '../auth';
+import { Loading } from './states';
 import { useI18n } from '../i18n/i18n';
 import { LANGS } from '../i18n/messages';
 import type { Lang } from '../i18n/messages';
@@ -77,6 +78,11 @@ export function Layout({ children }: { children: ReactNode }) {
   const { status, signOut, user } = useAuth();
   const navigate = useNavigate();
   const signedIn = status === 'signed-in';
+  // While the session is being restored nobody knows yet whether the signed-in header (two
+  // or three rows at phone width) or the signed-out one (one row) is coming: the header shows
+  // only the name and the page only a loading line outside the flow (the page's <main> comes
+  // with the answer), so nothing on screen moves when the answer comes (no layout shift).
+  const restoring = status === 'restoring';
   return (
     <>
       <Box
@@ -131,7 +137,7 @@ export function Layout({ children }: { children: ReactNode }) {
             </Box>
           )}
           {!signedIn && <Box sx={{ flexGrow: 1 }} />}
-          <LanguageSelect />
+          {!restoring && <LanguageSelect />}
           {signedIn && (
             <Button
               color="inherit"
@@ -143,9 +149,15 @@ export function Layout({ children }: { children: ReactNode }) {
           )}
         </Toolbar>
       </AppBar>
-      <Container component="main" id="main" tabIndex={-1} maxWidth="lg" sx={{ py: 3, outline: 'none' }}>
-        {children}
-      </Container>
+      {restoring ? (
+        <Box sx={{ position: 'fixed', top: { xs: 80, sm: 96 }, left: 0, right: 0, px: 3 }}>
+          <Loading />
+        </Box>
+      ) : (
+        <Container component="main" id="main" tabIndex={-1} maxWidth="lg" sx={{ py: 3, outline: 'none' }}>
+          {children}
+        </Container>
+      )}
     </>
   );
 }

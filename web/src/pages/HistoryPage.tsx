@@ -23,7 +23,7 @@ import {
   Typography,
 } from '@mui/material';
 import { keepPreviousData, useQuery } from '@tanstack/react-query';
-import { useEffect, useId, useMemo, useState } from 'react';
+import { memo, useEffect, useId, useMemo, useState } from 'react';
 import { Link as RouterLink, useSearchParams } from 'react-router';
 
 import { browserTimeZone, useClassLabels } from '../api/classes';
@@ -96,7 +96,15 @@ function TextFilter({ label, value, onChange, max }: { label: string; value: str
   );
 }
 
-function Filters({ filters, update }: { filters: HistoryFilters; update: (change: Partial<HistoryFilters>) => void }) {
+// memo: the eight inputs are not drawn again when only the list's data arrives (a render that
+// React cannot slice: it comes from the query's external store).
+const Filters = memo(function Filters({
+  filters,
+  update,
+}: {
+  filters: HistoryFilters;
+  update: (change: Partial<HistoryFilters>) => void;
+}) {
   const { m } = useI18n();
   const labels = useClassLabels();
   return (
@@ -173,7 +181,7 @@ function Filters({ filters, update }: { filters: HistoryFilters; update: (change
       )}
     </Box>
   );
-}
+});
 
 function FeedbackText({ item }: { item: PredictionSummary }) {
   const { m } = useI18n();
