@@ -184,7 +184,9 @@ test.describe.serial('the admin console', () => {
     await page.getByTestId('undo').click();
     await expect(row).toHaveAttribute('data-active', 'true');
     await signIn(doctorPage, doctorEmail, PASSWORD);
-    // Back where the session ended.
+    // Signed in again: the app opens and the history answers.
+    await expect(doctorPage).not.toHaveURL(/\/signin/, { timeout: 30_000 });
+    await doctorPage.getByRole('link', { name: 'Historial' }).click();
     await expect(doctorPage.getByRole('heading', { name: 'Historial' })).toBeVisible();
     const user = await getJson<{ is_active: boolean }>(api, `/admin/users/${doctorId}`, adminHeaders);
     expect(user.is_active).toBe(true);
