@@ -20,8 +20,10 @@ from app.schemas.recipes import Gate
 from app.training.calibration import derive_thresholds, fit_temperature
 from app.training.calibration import softmax as training_softmax
 from app.training.evaluation import ece, evaluate, mcnemar_p, paired_difference_ci, referral_outcome
+from app.training.examples import Examples
 from app.training.job_inputs import cap_per_doctor
 from app.training.recipes import load_recipes, parse_recipe
+from app.training.trainer import Progress, train
 
 CODES = DEFAULT_MANIFEST.codes
 
@@ -243,3 +245,55 @@ def test_the_manifest_temperature_scales_the_served_probabilities() -> None:
     assert np.allclose(warm, softmax(logits / 2.5), atol=1e-6)
     assert np.allclose(warm.sum(axis=1), 1.0)
     assert warm.max() < plain.max()  # a temperature above 1 softens
+
+
+# --------------------------------------------------------------------------- the fit loop
+
+
+class _GlobalRngMeddler:
+    """Training hooks that, between batches, reseed and draw from torch's global
+    generator: what another thread of the same process (a model built for a swap) does."""
+
+    def __init__(self, meddle: bool) -> None:
+        self.meddle = meddle
+        self.calls = 0
+
+    def should_stop(self) -> str | None:
+        return None
+
+    def progress(self, progress: Progress) -> None:
+        self.calls += 1
+        if self.meddle:
+            torch.manual_seed(1000 + self.calls)
+            torch.rand(97)
+
+    def checkpoint(self, epoch: int, data: bytes) -> None:
+        pass
+
+
+def test_a_jobs_weights_do_not_depend_on_torchs_global_generator() -> None:
+    head = (REPOSITORY_RECIPES_DIR / "fine-tune-head.yaml").read_bytes()
+    recipe = parse_recipe(head, "fine-tune-head").recipe
+    recipe = recipe.model_copy(update={"epochs": 2, "batch_size": 4, "early_stopping": None})
+    assert recipe.augmentation.rotation_degrees and recipe.augmentation.brightness
+    rng = np.random.default_rng(7)
+    train_set = Examples(
+        rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8),
+        np.arange(12, dtype=np.int64) % len(CODES),
+    )
+    validation = Examples(train_set.images[:4], train_set.labels[:4])
+    weights: list[dict[str, torch.Tensor]] = []
+    for meddle in (False, True):
+        torch.set_num_threads(1)
+        network = load_network(seeded_state_dict(len(CODES), 3), len(CODES))
+        hooks = _GlobalRngMeddler(meddle)
+        outcome = train(
+            network, recipe, train_set, validation, mean=DEFAULT_MANIFEST.mean,
+            std=DEFAULT_MANIFEST.std, seed=11, hooks=hooks, device=torch.device("cpu"),
+        )  # fmt: skip
+        assert hooks.calls == 2 * 3 + 2  # each batch, each epoch's end
+        assert all(isinstance(m, torch.nn.Dropout) for m in network.base.fc[2:3])
+        weights.append(outcome.state_dict)
+    plain, meddled = weights
+    assert plain.keys() == meddled.keys()
+    assert all(torch.equal(plain[key], meddled[key]) for key in plain)

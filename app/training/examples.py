@@ -1,21 +1,20 @@
 """A split's labelled images as the network sees them (blocking torch work).
 
 The images are uint8 arrays as the inference path's resize leaves them; `normalized` and
-`logits_of` turn them into what inference would feed the network, `augmenter` into what
-the fit loop trains on (torchvision transforms v2: flip, affine, colour jitter).
+`logits_of` turn them into what inference would feed the network, `Augmenter` into what
+the fit loop trains on (flip, affine, colour jitter, drawn from the epoch's generator).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor
-from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 from app.inference.network import EyeDiseaseClassifier
 from app.schemas.recipes import Augmentation
@@ -35,28 +34,52 @@ class Examples:
         return int(self.labels.shape[0])
 
 
-def augmenter(aug: Augmentation, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
-    ops: list[Any] = []
-    if aug.horizontal_flip > 0:
-        ops.append(v2.RandomHorizontalFlip(aug.horizontal_flip))
-    if aug.rotation_degrees or aug.translate or aug.scale != (1.0, 1.0):
-        ops.append(
-            v2.RandomAffine(
-                degrees=aug.rotation_degrees,
-                translate=(aug.translate, aug.translate) if aug.translate else None,
-                scale=aug.scale if aug.scale != (1.0, 1.0) else None,
+class Augmenter:
+    """The recipe's augmentation of one uint8 (3,S,S) image, drawn from `generator`.
+
+    torchvision's v2 transforms (RandomAffine, ColorJitter...) draw from torch's global
+    generator, which any other thread of the process may use at the same moment (a model
+    built for a swap initialises its layers from it): a resumed job would then augment
+    differently from an uninterrupted one. So the parameters are drawn here, from the
+    epoch's own generator, as the v2 transforms draw them, and applied with v2.functional.
+    """
+
+    def __init__(self, aug: Augmentation, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.aug = aug
+        self.mean, self.std = list(mean), list(std)
+
+    def __call__(self, image: Tensor, generator: torch.Generator) -> Tensor:
+        aug = self.aug
+
+        def uniform(low: float, high: float) -> float:
+            return low + (high - low) * float(torch.rand((), generator=generator))
+
+        if aug.horizontal_flip > 0 and uniform(0, 1) < aug.horizontal_flip:
+            image = F.horizontal_flip(image)
+        if aug.rotation_degrees or aug.translate or aug.scale != (1.0, 1.0):
+            height, width = image.shape[-2:]
+            image = F.affine(
+                image,
+                angle=uniform(-aug.rotation_degrees, aug.rotation_degrees),
+                translate=[
+                    round(uniform(-aug.translate * width, aug.translate * width)),
+                    round(uniform(-aug.translate * height, aug.translate * height)),
+                ],
+                scale=uniform(*aug.scale),
+                shear=[0.0, 0.0],
             )
-        )
-    if aug.brightness or aug.contrast or aug.saturation:
-        ops.append(
-            v2.ColorJitter(
-                brightness=aug.brightness or None,
-                contrast=aug.contrast or None,
-                saturation=aug.saturation or None,
-            )
-        )
-    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
-    return v2.Compose(ops)
+        jitters = [
+            (F.adjust_brightness, aug.brightness),
+            (F.adjust_contrast, aug.contrast),
+            (F.adjust_saturation, aug.saturation),
+        ]
+        for index in torch.randperm(len(jitters), generator=generator).tolist():
+            adjust, amount = jitters[index]
+            if amount:
+                image = adjust(image, uniform(max(0.0, 1 - amount), 1 + amount))
+        image = F.to_dtype(image, torch.float32, scale=True)
+        pixels: Tensor = F.normalize(image, self.mean, self.std)
+        return pixels
 
 
 def normalized(images: UInt8Images, mean: Sequence[float], std: Sequence[float]) -> Tensor:

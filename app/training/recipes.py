@@ -24,6 +24,7 @@ from app.schemas.recipes import Recipe
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class LoadedRecipe:
     recipe: Recipe

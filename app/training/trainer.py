@@ -9,8 +9,9 @@
 - After each epoch: the loss on the validation split decides early stopping (the best
   epoch's weights are kept), and a checkpoint (weights, optimizer, best weights, counters)
   is handed to `hooks.checkpoint`.
-- Every epoch's randomness (sampler, augmentation, dropout) comes from a seed derived
-  from (job seed, epoch), so a job resumed from the checkpoint of epoch k computes
+- Every epoch's randomness (sampler, augmentation, dropout) comes from a generator of
+  its own seeded from (job seed, epoch), never torch's global one (another thread of the
+  process may draw from that), so a job resumed from the checkpoint of epoch k computes
   epochs k+1.. exactly as an uninterrupted run does: the same weights, the same version.
 - Before each batch `hooks.should_stop()` is asked (a cancel, a lost job, a shutdown):
   a cancel takes effect within one batch.
@@ -23,11 +24,12 @@ contents in checkpoints.py.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,7 +42,7 @@ from app.inference.network import EyeDiseaseClassifier
 from app.schemas.recipes import LAYERS, Recipe
 from app.training.calibration import cross_entropy
 from app.training.checkpoints import CHECKPOINT_FORMAT, checkpoint_bytes, cpu_state
-from app.training.examples import Examples, augmenter, logits_of
+from app.training.examples import Augmenter, Examples, logits_of
 
 
 class Stopped(Exception):
@@ -134,6 +136,40 @@ def _learning_rate(recipe: Recipe, step: int, total: int) -> float:
     return lr.min + 0.5 * (lr.max - lr.min) * (1 + math.cos(math.pi * step / max(1, total)))
 
 
+class _SeededDropout(nn.Module):
+    """nn.Dropout with its mask drawn from the epoch's generator (on the CPU, so the same
+    masks on a GPU), not from torch's global one."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.generator = torch.Generator()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand(x.shape, generator=self.generator) >= self.p
+        return x * keep.to(x.device, x.dtype) / (1 - self.p)
+
+
+@contextlib.contextmanager
+def _seeded_dropouts(network: nn.Module) -> Iterator[list[_SeededDropout]]:
+    """Each nn.Dropout of `network` swapped for a _SeededDropout while training (the
+    state dict is unchanged: dropout holds no weights); put back afterwards."""
+    swapped: list[tuple[nn.Module, str, nn.Dropout, _SeededDropout]] = []
+    for parent in list(network.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Dropout):
+                seeded = _SeededDropout(child.p)
+                setattr(parent, name, seeded)
+                swapped.append((parent, name, child, seeded))
+    try:
+        yield [seeded for *_, seeded in swapped]
+    finally:
+        for parent, name, original, _ in swapped:
+            setattr(parent, name, original)
+
+
 def _order(labels: npt.NDArray[np.int64], balanced: bool, generator: torch.Generator) -> Tensor:
     n = len(labels)
     if not balanced:
@@ -167,7 +203,7 @@ def train(
     optimizer = torch.optim.AdamW(
         parameters, lr=recipe.learning_rate.max, weight_decay=recipe.weight_decay
     )
-    augment = augmenter(recipe.augmentation, mean, std)
+    augment = Augmenter(recipe.augmentation, mean, std)
     steps = math.ceil(len(train_set) / recipe.batch_size)
     total = recipe.epochs * steps
     labels_t = torch.from_numpy(train_set.labels)
@@ -199,83 +235,86 @@ def train(
     criterion = nn.CrossEntropyLoss()
     window: list[tuple[float, int]] = []  # (seconds, images) of recent batches
     stopped_early = bool(resume and resume.get("stopped"))
-    for epoch in range(first_epoch, recipe.epochs + 1):
-        torch.manual_seed(epoch_seed(seed, epoch))  # dropout and augmentation
-        generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-        order = _order(train_set.labels, recipe.class_balancing == "sampler", generator)
-        network.train()
-        for module in frozen:
-            module.eval()
-        progress.epoch, progress.step = epoch, 0
-        running = 0.0
-        for step in range(steps):
-            reason = hooks.should_stop()
-            if reason is not None:
-                raise Stopped(reason)
-            started = time.perf_counter()
-            index = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
-            batch = torch.stack([augment(images_t[i]) for i in index.tolist()]).to(device)
-            target = labels_t[index].to(device)
-            for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(recipe, (epoch - 1) * steps + step, total)
-            loss = criterion(network(batch), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = float(loss.detach())
-            running += value * len(index)
-            window = [*window[-19:], (time.perf_counter() - started, len(index))]
-            rate = sum(n for _, n in window) / max(1e-9, sum(s for s, _ in window))
-            left = (recipe.epochs - epoch) * steps + (steps - step - 1)
-            progress.step = step + 1
-            progress.batches_done += 1
-            progress.loss = value
-            progress.images_per_s = rate
-            progress.eta_s = left * recipe.batch_size / rate
-            hooks.progress(progress)
+    with _seeded_dropouts(network) as dropouts:
+        for epoch in range(first_epoch, recipe.epochs + 1):
+            generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+            for dropout in dropouts:
+                dropout.generator = generator
+            order = _order(train_set.labels, recipe.class_balancing == "sampler", generator)
+            network.train()
+            for module in frozen:
+                module.eval()
+            progress.epoch, progress.step = epoch, 0
+            running = 0.0
+            for step in range(steps):
+                reason = hooks.should_stop()
+                if reason is not None:
+                    raise Stopped(reason)
+                started = time.perf_counter()
+                index = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+                batch = torch.stack([augment(images_t[i], generator) for i in index.tolist()])
+                batch = batch.to(device)
+                target = labels_t[index].to(device)
+                for group in optimizer.param_groups:
+                    group["lr"] = _learning_rate(recipe, (epoch - 1) * steps + step, total)
+                loss = criterion(network(batch), target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                value = float(loss.detach())
+                running += value * len(index)
+                window = [*window[-19:], (time.perf_counter() - started, len(index))]
+                rate = sum(n for _, n in window) / max(1e-9, sum(s for s, _ in window))
+                left = (recipe.epochs - epoch) * steps + (steps - step - 1)
+                progress.step = step + 1
+                progress.batches_done += 1
+                progress.loss = value
+                progress.images_per_s = rate
+                progress.eta_s = left * recipe.batch_size / rate
+                hooks.progress(progress)
 
-        val_loss = cross_entropy(
-            logits_of(network, validation.images, mean, std, device), validation.labels
-        )
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": _round(running / max(1, len(train_set))),
-                "val_loss": _round(val_loss),
-            }
-        )
-        progress.val_loss = val_loss if math.isfinite(val_loss) else None
-        improved = not math.isfinite(val_loss) or val_loss < best_val - (
-            recipe.early_stopping.min_delta if recipe.early_stopping else 0.0
-        )
-        if improved:
-            best_val = val_loss if math.isfinite(val_loss) else math.inf
-            best_state, best_epoch, bad_epochs = cpu_state(network.state_dict()), epoch, 0
-        else:
-            bad_epochs += 1
-        stopped_early = (
-            recipe.early_stopping is not None
-            and bad_epochs >= recipe.early_stopping.patience
-            and epoch < recipe.epochs
-        )
-        hooks.checkpoint(
-            epoch,
-            checkpoint_bytes(
-                network,
-                optimizer,
-                epoch=epoch,
-                best_state=best_state,
-                best_val=best_val,
-                best_epoch=best_epoch,
-                bad_epochs=bad_epochs,
-                history=history,
-                batches_done=progress.batches_done,
-                stopped=stopped_early,
-            ),
-        )
-        hooks.progress(progress)
-        if stopped_early:
-            break
+            val_loss = cross_entropy(
+                logits_of(network, validation.images, mean, std, device), validation.labels
+            )
+            history.append(
+                {
+                    "epoch": epoch,
+                    "loss": _round(running / max(1, len(train_set))),
+                    "val_loss": _round(val_loss),
+                }
+            )
+            progress.val_loss = val_loss if math.isfinite(val_loss) else None
+            improved = not math.isfinite(val_loss) or val_loss < best_val - (
+                recipe.early_stopping.min_delta if recipe.early_stopping else 0.0
+            )
+            if improved:
+                best_val = val_loss if math.isfinite(val_loss) else math.inf
+                best_state, best_epoch, bad_epochs = cpu_state(network.state_dict()), epoch, 0
+            else:
+                bad_epochs += 1
+            stopped_early = (
+                recipe.early_stopping is not None
+                and bad_epochs >= recipe.early_stopping.patience
+                and epoch < recipe.epochs
+            )
+            hooks.checkpoint(
+                epoch,
+                checkpoint_bytes(
+                    network,
+                    optimizer,
+                    epoch=epoch,
+                    best_state=best_state,
+                    best_val=best_val,
+                    best_epoch=best_epoch,
+                    bad_epochs=bad_epochs,
+                    history=history,
+                    batches_done=progress.batches_done,
+                    stopped=stopped_early,
+                ),
+            )
+            hooks.progress(progress)
+            if stopped_early:
+                break
     return Outcome(
         state_dict=best_state,
         epochs_run=len(history),
