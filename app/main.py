@@ -38,7 +38,7 @@ from app.api.state import AppState
 from app.api.webapp import install_web_app
 from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
-from app.errors import PayloadTooLarge
+from app.errors import DatabaseUnavailable, PayloadTooLarge
 from app.inference import build_classifier
 from app.mail import build_mailer
 from app.metrics import publish_info
@@ -144,17 +144,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
         max_kb=settings.max_body_kb,
     )
-    app.add_middleware(
-        SecurityHeadersMiddleware, api_prefix=prefix, docs_paths=("/docs", "/redoc")
-    )
+    app.add_middleware(SecurityHeadersMiddleware, api_prefix=prefix, docs_paths=("/docs", "/redoc"))
     app.add_middleware(ClientIpMiddleware, trusted_proxies=tuple(settings.trusted_proxies))
     app.add_middleware(RequestIdMiddleware, process=settings.process_index)
 
     # Any request may carry a body: over its cap it is 413 (BodyLimitMiddleware); the
-    # upload routes declare their own 413 FILE_TOO_LARGE, which wins over this one.
+    # upload routes declare their own 413 FILE_TOO_LARGE, which wins over this one. Every
+    # operation but the health checks uses the database, so may answer 503
+    # DATABASE_UNAVAILABLE (app.api.errors); a route that declares its own 503 lists it
+    # there too (a route's entry for a status replaces the router's).
     body_limit = error_responses(PayloadTooLarge)
+    app.include_router(health.router, prefix=prefix, responses=body_limit)
+    everywhere = error_responses(PayloadTooLarge, DatabaseUnavailable)
     for module in (
-        health,
         auth,
         predict,
         history,
@@ -165,7 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_datasets,
         admin_training,
     ):
-        app.include_router(module.router, prefix=prefix, responses=body_limit)
+        app.include_router(module.router, prefix=prefix, responses=everywhere)
     app.include_router(metrics.router)  # outside API_PREFIX, as Prometheus expects
     customise_openapi(app, token_url=f"{prefix}/auth/login")
     install_web_app(app, settings.web_dist_dir, prefix)  # web/dist at /, when built

@@ -45,6 +45,23 @@ async def test_ready_503_when_database_down(make_client: ClientFactory) -> None:
     assert response.json()["status"] == "not_ready"
 
 
+async def test_an_unreachable_database_is_503_database_unavailable(
+    make_client: ClientFactory,
+) -> None:
+    """Not a 500: the client may retry (the schema declares it on every operation that
+    uses the database, tests/test_openapi_snapshot.py)."""
+    async with make_client(database_url="mysql+aiomysql://root@127.0.0.1:1/none") as client:
+        answers = [
+            await client.post(
+                "/api/v1/auth/login", data={"username": "a@example.com", "password": "x" * 10}
+            ),
+            await client.post("/api/v1/auth/password/forgot", json={"email": "a@example.com"}),
+        ]
+    for response in answers:
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "DATABASE_UNAVAILABLE"
+
+
 async def test_unknown_route_is_404_with_code(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/no/such/route")
     assert response.status_code == 404

@@ -136,7 +136,7 @@ def test_every_error_response_has_its_code_enum(schema: dict[str, Any]) -> None:
     assert not problems, "error responses without a code enum:\n" + "\n".join(problems)
 
 
-def test_login_documents_its_six_codes(schema: dict[str, Any]) -> None:
+def test_login_documents_its_codes(schema: dict[str, Any]) -> None:
     responses = schema["paths"]["/api/v1/auth/login"]["post"]["responses"]
     codes = {status: _error_codes(schema, r) for status, r in responses.items() if status >= "4"}
     assert codes == {
@@ -145,6 +145,7 @@ def test_login_documents_its_six_codes(schema: dict[str, Any]) -> None:
         "413": ["PAYLOAD_TOO_LARGE"],
         "422": ["VALIDATION_ERROR"],
         "429": ["RATE_LIMITED"],
+        "503": ["DATABASE_UNAVAILABLE"],
     }
     predict = schema["paths"]["/api/v1/predict"]["post"]["responses"]
     assert _error_codes(schema, predict["422"]) == [
@@ -162,10 +163,17 @@ def test_login_documents_its_six_codes(schema: dict[str, Any]) -> None:
 
 def test_routes_declare_the_errors_they_can_answer(schema: dict[str, Any]) -> None:
     """What the framework itself answers: 401 NOT_AUTHENTICATED on a bearer-secured
-    operation, 422 VALIDATION_ERROR on one that takes input."""
+    operation, 422 VALIDATION_ERROR on one that takes input; and 503
+    DATABASE_UNAVAILABLE (a dropped connection, a transaction the database aborted that
+    the retries could not save) on every operation that uses the database: all but the
+    health checks."""
     problems = []
     for method, path, operation in operations(schema):
         responses = operation["responses"]
+        if "/health/" not in path and "DATABASE_UNAVAILABLE" not in (
+            _error_codes(schema, responses.get("503", {})) or []
+        ):
+            problems.append(f"{method} {path}: uses the database but no 503 DATABASE_UNAVAILABLE")
         if operation.get("security") and "NOT_AUTHENTICATED" not in (
             _error_codes(schema, responses.get("401", {})) or []
         ):

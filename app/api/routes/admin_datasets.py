@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from app.api.deps import AdminUser, SessionDep, SessionFactoryDep, SettingsDep, StorageDep
 from app.api.errors import error_responses
 from app.errors import (
+    DatabaseUnavailable,
     Forbidden,
     NotAuthenticated,
     NotFound,
@@ -40,7 +41,9 @@ DatasetServiceDep = Annotated[DatasetService, Depends(get_dataset_service)]
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=Dataset,
-    responses=error_responses(*_ADMIN, ValidationFailed, StorageUnavailableError),
+    responses=error_responses(
+        *_ADMIN, ValidationFailed, StorageUnavailableError, DatabaseUnavailable
+    ),
     summary="Snapshot the doctors' feedback as a dataset",
     description=(
         "Predictions created and labelled by the cut-off (`date_to`, default now): "

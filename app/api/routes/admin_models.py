@@ -13,6 +13,7 @@ from starlette.datastructures import UploadFile
 from app.api.deps import AdminUser, RegistryDep, SettingsDep
 from app.api.errors import error_responses
 from app.errors import (
+    DatabaseUnavailable,
     FileTooLarge,
     Forbidden,
     GatesNotMet,
@@ -96,6 +97,7 @@ def _missing(field: str) -> RequestValidationError:
         InvalidModel,
         ValidationFailed,
         StorageUnavailableError,
+        DatabaseUnavailable,
     ),
     openapi_extra={"requestBody": _REGISTER_BODY},
     summary="Register model weights (validated)",
@@ -173,6 +175,7 @@ async def read_model(version: Version, _: AdminUser, service: RegistryDep) -> Mo
         RegistryBusy,
         ValidationFailed,
         ModelUnavailableError,
+        DatabaseUnavailable,
     ),
     summary="Make a version the one every process serves (also the rollback)",
     description=(

@@ -24,6 +24,7 @@ from app.api.deps import (
 )
 from app.api.errors import error_responses
 from app.errors import (
+    DatabaseUnavailable,
     InvalidClassCode,
     InvalidCorrectClass,
     ModelUnavailableError,
@@ -51,7 +52,9 @@ _IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     304: {"description": "Not modified (If-None-Match matched the ETag)"},
     307: {"description": "Redirect to a short-lived presigned URL (S3 store)"},
-    **error_responses(NotAuthenticated, NotFound, ValidationFailed, StorageUnavailableError),
+    **error_responses(
+        NotAuthenticated, NotFound, ValidationFailed, StorageUnavailableError, DatabaseUnavailable
+    ),
 }
 
 
@@ -83,7 +86,7 @@ async def list(  # the operation id is history-list
     "/{id}",
     response_model=Prediction,
     responses=error_responses(
-        NotAuthenticated, NotFound, ValidationFailed, StorageUnavailableError
+        NotAuthenticated, NotFound, ValidationFailed, StorageUnavailableError, DatabaseUnavailable
     ),
     summary="One of my predictions, with a fresh image URL",
 )
@@ -179,6 +182,7 @@ async def image(
             ValidationFailed,
             ModelUnavailableError,
             StorageUnavailableError,
+            DatabaseUnavailable,
         ),
     },
     summary="Where the model looked: a Grad-CAM heatmap over the photograph",
@@ -214,6 +218,7 @@ async def heatmap(
         ValidationFailed,
         InvalidCorrectClass,
         StorageUnavailableError,
+        DatabaseUnavailable,
     ),
     summary="Confirm or correct a prediction",
     description=(
