@@ -7,8 +7,6 @@ import {
   Autocomplete,
   Box,
   Button,
-  Card,
-  CardContent,
   Dialog,
   DialogActions,
   DialogContent,
@@ -22,7 +20,6 @@ import {
   Table,
   TableBody,
   TableCell,
-  TableContainer,
   TableHead,
   TableRow,
   TextField,
@@ -35,6 +32,7 @@ import { useLocation, useNavigate, useSearchParams } from 'react-router';
 import { browserTimeZone } from '../api/classes';
 import { unwrap } from '../api/errors';
 import { Empty, FormError, Loading } from '../components/states';
+import { TextFilter } from '../components/TextFilter';
 import { useI18n } from '../i18n/i18n';
 import { AdminError } from './components';
 import { attachmentName, readCsv, saveBlob } from './csv';
@@ -52,6 +50,7 @@ import {
 } from './filters';
 import type { AuditFilters } from './filters';
 import { useAdminMessages } from './messages';
+import { DataTable } from './sections';
 
 /** Pick the actor by email or name (GET /admin/users?q=); the filter keeps the id. */
 function ActorFilter({ actorId, onChange }: { actorId: number | undefined; onChange: (id: number | undefined) => void }) {
@@ -93,28 +92,6 @@ function ActorFilter({ actorId, onChange }: { actorId: number | undefined; onCha
       onChange={(_, user) => onChange(user?.id)}
       renderInput={(params) => <TextField {...params} label={a.audit.actor} placeholder={a.audit.actorHelp} />}
       data-testid="filter-actor"
-    />
-  );
-}
-
-function TextFilter({ label, value, onChange, max, testId }: { label: string; value: string; onChange: (v: string) => void; max: number; testId: string }) {
-  const [draft, setDraft] = useState(value);
-  useEffect(() => setDraft(value), [value]);
-  useEffect(() => {
-    if (draft === value) return;
-    const timer = setTimeout(() => onChange(draft), 400);
-    return () => clearTimeout(timer);
-  }, [draft, value, onChange]);
-  return (
-    <TextField
-      size="small"
-      label={label}
-      value={draft}
-      onChange={(e) => setDraft(e.target.value)}
-      onKeyDown={(e) => {
-        if (e.key === 'Enter') onChange(draft);
-      }}
-      slotProps={{ htmlInput: { maxLength: max, 'data-testid': testId } }}
     />
   );
 }
@@ -299,38 +276,21 @@ export default function AuditPage() {
       {list.isError && <AdminError error={list.error} onRetry={() => void list.refetch()} />}
       {list.data && items.length === 0 && <Empty>{a.audit.empty}</Empty>}
       {items.length > 0 && (
-        <Card variant="outlined">
-          <CardContent sx={{ p: 0, '&:last-child': { pb: 0 } }}>
-            <TableContainer>
-              <Table size="small" aria-label={a.audit.table} data-testid="audit-table">
-                <TableHead>
-                  <TableRow>
-                    <TableCell>{a.audit.at}</TableCell>
-                    <TableCell>{a.audit.who}</TableCell>
-                    <TableCell>{a.audit.what}</TableCell>
-                    <TableCell>{a.audit.target}</TableCell>
-                    <TableCell>{a.audit.ip}</TableCell>
-                  </TableRow>
-                </TableHead>
-                <TableBody>
-                  {items.map((event) => (
-                    <TableRow key={event.id} hover data-testid="audit-row" data-id={event.id} data-action={event.action}>
-                      <TableCell>
-                        <Link component="button" type="button" onClick={() => setOpen(event)} aria-label={`${dateTime(event.at)} · ${f(a.audit.open, { id: event.id })}`} sx={{ textAlign: 'left' }}>
-                          {dateTime(event.at)}
-                        </Link>
-                      </TableCell>
-                      <TableCell sx={{ overflowWrap: 'anywhere' }}>{event.actor_email ?? (event.actor_id ? `#${event.actor_id}` : '–')}</TableCell>
-                      <TableCell>{a.action[event.action] ?? event.action}</TableCell>
-                      <TableCell sx={{ overflowWrap: 'anywhere' }}>{event.target_type ? `${event.target_type} ${event.target_id ?? ''}` : '–'}</TableCell>
-                      <TableCell>{event.ip ?? '–'}</TableCell>
-                    </TableRow>
-                  ))}
-                </TableBody>
-              </Table>
-            </TableContainer>
-          </CardContent>
-        </Card>
+        <DataTable framed label={a.audit.table} testId="audit-table" columns={[a.audit.at, a.audit.who, a.audit.what, a.audit.target, a.audit.ip]}>
+          {items.map((event) => (
+            <TableRow key={event.id} hover data-testid="audit-row" data-id={event.id} data-action={event.action}>
+              <TableCell>
+                <Link component="button" type="button" onClick={() => setOpen(event)} aria-label={`${dateTime(event.at)} · ${f(a.audit.open, { id: event.id })}`} sx={{ textAlign: 'left' }}>
+                  {dateTime(event.at)}
+                </Link>
+              </TableCell>
+              <TableCell sx={{ overflowWrap: 'anywhere' }}>{event.actor_email ?? (event.actor_id ? `#${event.actor_id}` : '–')}</TableCell>
+              <TableCell>{a.action[event.action] ?? event.action}</TableCell>
+              <TableCell sx={{ overflowWrap: 'anywhere' }}>{event.target_type ? `${event.target_type} ${event.target_id ?? ''}` : '–'}</TableCell>
+              <TableCell>{event.ip ?? '–'}</TableCell>
+            </TableRow>
+          ))}
+        </DataTable>
       )}
       <Box component="nav" aria-label={a.audit.table} sx={{ display: 'flex', gap: 2, alignItems: 'center' }}>
         <Button

@@ -6,8 +6,6 @@ import {
   Alert,
   Box,
   Button,
-  Card,
-  CardContent,
   Chip,
   FormControl,
   FormControlLabel,
@@ -15,11 +13,7 @@ import {
   Radio,
   RadioGroup,
   Stack,
-  Table,
-  TableBody,
   TableCell,
-  TableContainer,
-  TableHead,
   TableRow,
   TextField,
   Typography,
@@ -29,13 +23,13 @@ import { useId, useState } from 'react';
 
 import { browserTimeZone } from '../api/classes';
 import { unwrap } from '../api/errors';
-import { Empty, FormError, Loading } from '../components/states';
+import { FormError } from '../components/states';
 import { useI18n } from '../i18n/i18n';
-import { AdminError } from './components';
 import { readCsv, saveBlob } from './csv';
 import { short } from './loop';
 import { useAdminMessages } from './messages';
 import { CreatedBy } from './ModelsPage';
+import { DataTable, QueryStates, SectionCard } from './sections';
 
 export const DATASETS_KEY = ['admin', 'datasets'] as const;
 
@@ -89,43 +83,35 @@ function Build({ onBuilt }: { onBuilt: (dataset: Dataset) => void }) {
     },
   });
   return (
-    <Card variant="outlined" component="section" aria-labelledby="build-title">
-      <CardContent>
-        <Typography variant="h6" component="h2" id="build-title" gutterBottom>
-          {a.loop.build}
-        </Typography>
-        <Typography variant="body2" sx={{ mb: 2 }}>
-          {a.loop.buildHelp}
-        </Typography>
-        <Box
-          component="form"
-          onSubmit={(e) => {
-            e.preventDefault();
-            if (name.trim()) build.mutate();
-          }}
-          sx={{ display: 'grid', gap: 2, maxWidth: 560 }}
-        >
-          <TextField label={a.loop.name} value={name} onChange={(e) => setName(e.target.value)} required slotProps={{ htmlInput: { maxLength: 100, 'data-testid': 'dataset-name' } }} />
-          <FormControl>
-            <FormLabel id={kindId}>{a.loop.kind}</FormLabel>
-            <RadioGroup row aria-labelledby={kindId} value={kind} onChange={(e) => setKind(e.target.value as 'train' | 'test')}>
-              <FormControlLabel value="train" control={<Radio />} label={a.loop.kinds.train} />
-              <FormControlLabel value="test" control={<Radio />} label={a.loop.kinds.test} />
-            </RadioGroup>
-          </FormControl>
-          <Box sx={{ display: 'flex', gap: 2, flexWrap: 'wrap' }}>
-            <TextField type="date" label={a.loop.from} value={from} onChange={(e) => setFrom(e.target.value)} slotProps={{ inputLabel: { shrink: true } }} />
-            <TextField type="date" label={a.loop.cutoff} value={to} onChange={(e) => setTo(e.target.value)} slotProps={{ inputLabel: { shrink: true }, htmlInput: { 'data-testid': 'dataset-cutoff' } }} />
-          </Box>
-          <Box>
-            <Button type="submit" variant="contained" disabled={!name.trim() || build.isPending}>
-              {a.loop.submit}
-            </Button>
-          </Box>
-          <FormError error={build.error} />
+    <SectionCard title={a.loop.build} help={a.loop.buildHelp}>
+      <Box
+        component="form"
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (name.trim()) build.mutate();
+        }}
+        sx={{ display: 'grid', gap: 2, maxWidth: 560 }}
+      >
+        <TextField label={a.loop.name} value={name} onChange={(e) => setName(e.target.value)} required slotProps={{ htmlInput: { maxLength: 100, 'data-testid': 'dataset-name' } }} />
+        <FormControl>
+          <FormLabel id={kindId}>{a.loop.kind}</FormLabel>
+          <RadioGroup row aria-labelledby={kindId} value={kind} onChange={(e) => setKind(e.target.value as 'train' | 'test')}>
+            <FormControlLabel value="train" control={<Radio />} label={a.loop.kinds.train} />
+            <FormControlLabel value="test" control={<Radio />} label={a.loop.kinds.test} />
+          </RadioGroup>
+        </FormControl>
+        <Box sx={{ display: 'flex', gap: 2, flexWrap: 'wrap' }}>
+          <TextField type="date" label={a.loop.from} value={from} onChange={(e) => setFrom(e.target.value)} slotProps={{ inputLabel: { shrink: true } }} />
+          <TextField type="date" label={a.loop.cutoff} value={to} onChange={(e) => setTo(e.target.value)} slotProps={{ inputLabel: { shrink: true }, htmlInput: { 'data-testid': 'dataset-cutoff' } }} />
         </Box>
-      </CardContent>
-    </Card>
+        <Box>
+          <Button type="submit" variant="contained" disabled={!name.trim() || build.isPending}>
+            {a.loop.submit}
+          </Button>
+        </Box>
+        <FormError error={build.error} />
+      </Box>
+    </SectionCard>
   );
 }
 
@@ -165,69 +151,52 @@ export default function DatasetsPage() {
           {f(a.loop.created, { name: built.name, items: built.items })}
         </Alert>
       )}
-      {datasets.isPending && <Loading />}
-      {datasets.isError && <AdminError error={datasets.error} onRetry={() => void datasets.refetch()} />}
-      {datasets.data && datasets.data.length === 0 && <Empty>{a.loop.empty}</Empty>}
-      {datasets.data && datasets.data.length > 0 && (
-        <Card variant="outlined">
-          <CardContent sx={{ p: 0, '&:last-child': { pb: 0 } }}>
-            <TableContainer>
-              <Table size="small" aria-label={a.loop.datasetsTable} data-testid="datasets-table">
-                <TableHead>
-                  <TableRow>
-                    <TableCell>{a.loop.name}</TableCell>
-                    <TableCell>{a.loop.kind}</TableCell>
-                    <TableCell>{a.loop.source}</TableCell>
-                    <TableCell align="right">{a.loop.items}</TableCell>
-                    <TableCell>{a.loop.byClass}</TableCell>
-                    <TableCell>{a.loop.bySplit}</TableCell>
-                    <TableCell>{a.loop.excluded}</TableCell>
-                    <TableCell>{a.loop.range}</TableCell>
-                    <TableCell>{a.loop.fingerprint}</TableCell>
-                  </TableRow>
-                </TableHead>
-                <TableBody>
-                  {datasets.data.map((d) => (
-                    <TableRow key={d.id} data-testid="dataset-row" data-id={d.id} data-kind={d.kind} data-locked={String(d.locked)} data-name={d.name}>
-                      <TableCell sx={{ overflowWrap: 'anywhere' }}>
-                        {d.name}
-                        <Typography variant="body2" sx={{ color: 'text.secondary' }}>
-                          {dateTime(d.created_at)} · <CreatedBy id={d.created_by} />
-                        </Typography>
-                        <DownloadItems dataset={d} />
-                      </TableCell>
-                      <TableCell>
-                        {a.loop.kinds[d.kind]}
-                        {d.locked && <Chip size="small" variant="outlined" color="warning" label={`🔒 ${a.loop.locked}`} title={a.loop.lockedHelp} data-testid="locked" sx={{ ml: 1 }} />}
-                      </TableCell>
-                      <TableCell>{a.loop.sources[d.source]}</TableCell>
-                      <TableCell align="right" data-testid="items" data-value={d.items}>
-                        {d.items}
-                      </TableCell>
-                      <TableCell data-testid="by-class">
-                        <Counts counts={d.by_class} />
-                      </TableCell>
-                      <TableCell>
-                        <Counts counts={d.by_split} />
-                        {d.unlinked_items > 0 && <Typography variant="body2">{f(a.loop.unlinked, { n: d.unlinked_items })}</Typography>}
-                      </TableCell>
-                      <TableCell>
-                        <Counts counts={d.excluded} />
-                      </TableCell>
-                      <TableCell>
-                        {d.date_from ? dateTime(d.date_from) : '…'} – {d.date_to ? dateTime(d.date_to) : '…'}
-                      </TableCell>
-                      <TableCell sx={{ fontFamily: 'monospace' }} title={d.sha256}>
-                        {short(d.sha256)}
-                      </TableCell>
-                    </TableRow>
-                  ))}
-                </TableBody>
-              </Table>
-            </TableContainer>
-          </CardContent>
-        </Card>
-      )}
+      <QueryStates query={datasets} empty={a.loop.empty}>
+        {(rows) => (
+          <DataTable
+            framed
+            label={a.loop.datasetsTable}
+            testId="datasets-table"
+            columns={[a.loop.name, a.loop.kind, a.loop.source, { label: a.loop.items, numeric: true }, a.loop.byClass, a.loop.bySplit, a.loop.excluded, a.loop.range, a.loop.fingerprint]}
+          >
+            {rows.map((d) => (
+              <TableRow key={d.id} data-testid="dataset-row" data-id={d.id} data-kind={d.kind} data-locked={String(d.locked)} data-name={d.name}>
+                <TableCell sx={{ overflowWrap: 'anywhere' }}>
+                  {d.name}
+                  <Typography variant="body2" sx={{ color: 'text.secondary' }}>
+                    {dateTime(d.created_at)} · <CreatedBy id={d.created_by} />
+                  </Typography>
+                  <DownloadItems dataset={d} />
+                </TableCell>
+                <TableCell>
+                  {a.loop.kinds[d.kind]}
+                  {d.locked && <Chip size="small" variant="outlined" color="warning" label={`🔒 ${a.loop.locked}`} title={a.loop.lockedHelp} data-testid="locked" sx={{ ml: 1 }} />}
+                </TableCell>
+                <TableCell>{a.loop.sources[d.source]}</TableCell>
+                <TableCell align="right" data-testid="items" data-value={d.items}>
+                  {d.items}
+                </TableCell>
+                <TableCell data-testid="by-class">
+                  <Counts counts={d.by_class} />
+                </TableCell>
+                <TableCell>
+                  <Counts counts={d.by_split} />
+                  {d.unlinked_items > 0 && <Typography variant="body2">{f(a.loop.unlinked, { n: d.unlinked_items })}</Typography>}
+                </TableCell>
+                <TableCell>
+                  <Counts counts={d.excluded} />
+                </TableCell>
+                <TableCell>
+                  {d.date_from ? dateTime(d.date_from) : '…'} – {d.date_to ? dateTime(d.date_to) : '…'}
+                </TableCell>
+                <TableCell sx={{ fontFamily: 'monospace' }} title={d.sha256}>
+                  {short(d.sha256)}
+                </TableCell>
+              </TableRow>
+            ))}
+          </DataTable>
+        )}
+      </QueryStates>
       <Build
         onBuilt={(dataset) => {
           setBuilt(dataset);

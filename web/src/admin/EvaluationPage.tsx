@@ -3,10 +3,9 @@
  * gate passed or failed with its numbers; promotion only where gates and shadow allow. */
 import { Admin } from '@ocupredict/client';
 import type { Evaluation, GateResult } from '@ocupredict/client';
-import { Alert, Box, Button, Card, CardContent, Chip, Link, Stack, Table, TableBody, TableCell, TableHead, TableRow, Typography } from '@mui/material';
+import { Alert, Box, Button, Chip, Link, Stack, TableCell, TableRow, Typography } from '@mui/material';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
-import type { ReactNode } from 'react';
 import { Link as RouterLink, useParams } from 'react-router';
 
 import { isCode, unwrap } from '../api/errors';
@@ -21,24 +20,9 @@ import { gateComparison, gateName, promotion, short } from './loop';
 import type { AdminMessages } from './messages';
 import { useAdminMessages } from './messages';
 import { StatusChip, useModels } from './ModelsPage';
+import { DataTable, Figure, SectionCard } from './sections';
 
 const VERSION = /^[0-9a-f]{12}$/;
-
-function Figure({ label, value, note, testId, raw }: { label: string; value: string; note?: ReactNode; testId: string; raw: number | null | undefined }) {
-  return (
-    <Card variant="outlined" sx={{ flex: '1 1 170px' }}>
-      <CardContent>
-        <Typography variant="body2" component="h3" sx={{ color: 'text.secondary' }}>
-          {label}
-        </Typography>
-        <Typography variant="h5" component="p" data-testid={testId} data-value={raw ?? ''}>
-          {value}
-        </Typography>
-        {note && <Typography variant="body2">{note}</Typography>}
-      </CardContent>
-    </Card>
-  );
-}
 
 /** A gate's value or threshold in its own unit: counts as integers, the rest as shares. */
 function gateNumber(name: string, value: number | null, lang: Lang): string {
@@ -60,48 +44,31 @@ function Gates({ gates, labels }: { gates: GateResult[]; labels: Record<string, 
   const a = useAdminMessages();
   const { f, lang } = useI18n();
   return (
-    <Card variant="outlined" component="section" aria-labelledby="gates-title">
-      <CardContent>
-        <Typography variant="h6" component="h2" id="gates-title" gutterBottom>
-          {a.evaluation.gates}
-        </Typography>
-        <Box sx={{ overflowX: 'auto' }}>
-          <Table size="small" aria-labelledby="gates-title" data-testid="gates">
-            <TableHead>
-              <TableRow>
-                <TableCell>{a.evaluation.gate}</TableCell>
-                <TableCell align="right">{a.evaluation.value}</TableCell>
-                <TableCell align="right">{a.evaluation.threshold}</TableCell>
-                <TableCell>{a.evaluation.verdict}</TableCell>
-              </TableRow>
-            </TableHead>
-            <TableBody>
-              {gates.map((g) => (
-                <TableRow key={g.name} data-testid="gate" data-name={g.name} data-passed={String(g.passed)}>
-                  <TableCell component="th" scope="row">
-                    {gateLabel(a, g.name, labels)}
-                  </TableCell>
-                  <TableCell align="right" data-value={g.value ?? ''}>
-                    {gateNumber(g.name, g.value, lang)}
-                  </TableCell>
-                  <TableCell align="right" data-value={g.threshold}>
-                    {gateComparison(g.name)} {gateNumber(g.name, g.threshold, lang)}
-                  </TableCell>
-                  <TableCell>
-                    <Chip size="small" variant="outlined" color={g.passed ? 'success' : 'error'} label={`${g.passed ? '✓' : '✗'} ${g.passed ? a.evaluation.passed : a.evaluation.failed}`} />
-                    <Typography variant="body2" component="span" sx={{ ml: 1 }}>
-                      {g.value === null
-                        ? a.evaluation.whyMissing
-                        : f(a.evaluation.why, { value: gateNumber(g.name, g.value, lang), cmp: gateComparison(g.name), threshold: gateNumber(g.name, g.threshold, lang) })}
-                    </Typography>
-                  </TableCell>
-                </TableRow>
-              ))}
-            </TableBody>
-          </Table>
-        </Box>
-      </CardContent>
-    </Card>
+    <SectionCard title={a.evaluation.gates}>
+      <DataTable label={a.evaluation.gates} testId="gates" columns={[a.evaluation.gate, { label: a.evaluation.value, numeric: true }, { label: a.evaluation.threshold, numeric: true }, a.evaluation.verdict]}>
+        {gates.map((g) => (
+          <TableRow key={g.name} data-testid="gate" data-name={g.name} data-passed={String(g.passed)}>
+            <TableCell component="th" scope="row">
+              {gateLabel(a, g.name, labels)}
+            </TableCell>
+            <TableCell align="right" data-value={g.value ?? ''}>
+              {gateNumber(g.name, g.value, lang)}
+            </TableCell>
+            <TableCell align="right" data-value={g.threshold}>
+              {gateComparison(g.name)} {gateNumber(g.name, g.threshold, lang)}
+            </TableCell>
+            <TableCell>
+              <Chip size="small" variant="outlined" color={g.passed ? 'success' : 'error'} label={`${g.passed ? '✓' : '✗'} ${g.passed ? a.evaluation.passed : a.evaluation.failed}`} />
+              <Typography variant="body2" component="span" sx={{ ml: 1 }}>
+                {g.value === null
+                  ? a.evaluation.whyMissing
+                  : f(a.evaluation.why, { value: gateNumber(g.name, g.value, lang), cmp: gateComparison(g.name), threshold: gateNumber(g.name, g.threshold, lang) })}
+              </Typography>
+            </TableCell>
+          </TableRow>
+        ))}
+      </DataTable>
+    </SectionCard>
   );
 }
 
@@ -109,44 +76,29 @@ function PerClass({ evaluation, labels }: { evaluation: Evaluation; labels: Reco
   const a = useAdminMessages();
   const { lang } = useI18n();
   return (
-    <Card variant="outlined" component="section" aria-labelledby="eval-class-title">
-      <CardContent>
-        <Typography variant="h6" component="h2" id="eval-class-title" gutterBottom>
-          {a.evaluation.perClass}
-        </Typography>
-        <Box sx={{ overflowX: 'auto' }}>
-          <Table size="small" aria-labelledby="eval-class-title">
-            <TableHead>
-              <TableRow>
-                <TableCell>{a.evidence.class}</TableCell>
-                <TableCell align="right">{a.evidence.precision}</TableCell>
-                <TableCell align="right">{a.evaluation.recallCi}</TableCell>
-                <TableCell align="right">{a.evaluation.parentRecall}</TableCell>
-                <TableCell align="right">{a.evidence.support}</TableCell>
-              </TableRow>
-            </TableHead>
-            <TableBody>
-              {Object.entries(evaluation.per_class).map(([code, c]) => (
-                <TableRow key={code} data-testid="eval-class" data-code={code}>
-                  <TableCell component="th" scope="row">
-                    {labels[code] ?? code}
-                  </TableCell>
-                  <TableCell align="right">{pct(c.precision, lang)}</TableCell>
-                  <TableCell align="right">
-                    {pct(c.recall, lang)}
-                    {c.recall_ci95 ? ` (${pct(c.recall_ci95[0], lang)} – ${pct(c.recall_ci95[1], lang)})` : ''}
-                  </TableCell>
-                  <TableCell align="right">{pct(c.parent_recall, lang)}</TableCell>
-                  <TableCell align="right" data-value={c.support}>
-                    {c.support}
-                  </TableCell>
-                </TableRow>
-              ))}
-            </TableBody>
-          </Table>
-        </Box>
-      </CardContent>
-    </Card>
+    <SectionCard title={a.evaluation.perClass}>
+      <DataTable
+        label={a.evaluation.perClass}
+        columns={[a.evidence.class, { label: a.evidence.precision, numeric: true }, { label: a.evaluation.recallCi, numeric: true }, { label: a.evaluation.parentRecall, numeric: true }, { label: a.evidence.support, numeric: true }]}
+      >
+        {Object.entries(evaluation.per_class).map(([code, c]) => (
+          <TableRow key={code} data-testid="eval-class" data-code={code}>
+            <TableCell component="th" scope="row">
+              {labels[code] ?? code}
+            </TableCell>
+            <TableCell align="right">{pct(c.precision, lang)}</TableCell>
+            <TableCell align="right">
+              {pct(c.recall, lang)}
+              {c.recall_ci95 ? ` (${pct(c.recall_ci95[0], lang)} – ${pct(c.recall_ci95[1], lang)})` : ''}
+            </TableCell>
+            <TableCell align="right">{pct(c.parent_recall, lang)}</TableCell>
+            <TableCell align="right" data-value={c.support}>
+              {c.support}
+            </TableCell>
+          </TableRow>
+        ))}
+      </DataTable>
+    </SectionCard>
   );
 }
 
@@ -256,32 +208,24 @@ export default function EvaluationPage() {
           </Box>
           <Gates gates={e.gates} labels={labels} />
           <PerClass evaluation={e} labels={labels} />
-          <Card variant="outlined" component="section" aria-labelledby="promote-title">
-            <CardContent>
-              <Typography variant="h6" component="h2" id="promote-title" gutterBottom>
+          <SectionCard title={a.evaluation.promote} help={a.evaluation.promoteHelp}>
+            {decision.allowed ? (
+              <Alert severity="success" data-testid="promotion-allowed" sx={{ mb: 2 }}>
+                {f(a.evaluation.allowed, { compared })}
+              </Alert>
+            ) : (
+              <Alert severity="warning" data-testid="promotion-refused" data-reason={decision.reason} sx={{ mb: 2 }}>
+                {decision.reason === 'GATES_NOT_MET'
+                  ? f(a.evaluation.refusedGates, { n: decision.failed.length, gates: decision.failed.map((g) => gateLabel(a, g.name, labels)).join('; ') })
+                  : f(a.evaluation.refusedShadow, { compared: decision.compared, needed: decision.needed })}
+              </Alert>
+            )}
+            {row?.status === 'staged' && (
+              <Button variant="contained" disabled={!decision.allowed} onClick={() => setConfirming(true)} data-testid="promote">
                 {a.evaluation.promote}
-              </Typography>
-              <Typography variant="body2" sx={{ mb: 2 }}>
-                {a.evaluation.promoteHelp}
-              </Typography>
-              {decision.allowed ? (
-                <Alert severity="success" data-testid="promotion-allowed" sx={{ mb: 2 }}>
-                  {f(a.evaluation.allowed, { compared })}
-                </Alert>
-              ) : (
-                <Alert severity="warning" data-testid="promotion-refused" data-reason={decision.reason} sx={{ mb: 2 }}>
-                  {decision.reason === 'GATES_NOT_MET'
-                    ? f(a.evaluation.refusedGates, { n: decision.failed.length, gates: decision.failed.map((g) => gateLabel(a, g.name, labels)).join('; ') })
-                    : f(a.evaluation.refusedShadow, { compared: decision.compared, needed: decision.needed })}
-                </Alert>
-              )}
-              {row?.status === 'staged' && (
-                <Button variant="contained" disabled={!decision.allowed} onClick={() => setConfirming(true)} data-testid="promote">
-                  {a.evaluation.promote}
-                </Button>
-              )}
-            </CardContent>
-          </Card>
+              </Button>
+            )}
+          </SectionCard>
         </>
       )}
       <ConfirmDialog

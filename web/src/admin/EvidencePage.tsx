@@ -6,25 +6,19 @@ import { Admin } from '@ocupredict/client';
 import type { ModelMetrics, ModelVersion } from '@ocupredict/client';
 import {
   Box,
-  Card,
-  CardContent,
   FormControl,
   InputLabel,
   Link,
   MenuItem,
   Select,
   Stack,
-  Table,
-  TableBody,
   TableCell,
-  TableHead,
   TableRow,
   TextField,
   Typography,
 } from '@mui/material';
 import { keepPreviousData, useQuery } from '@tanstack/react-query';
 import { useId, useMemo } from 'react';
-import type { ReactNode } from 'react';
 import { Link as RouterLink, useParams, useSearchParams } from 'react-router';
 import { CartesianGrid, ReferenceLine, ResponsiveContainer, Scatter, ScatterChart, Tooltip, XAxis, YAxis } from 'recharts';
 
@@ -37,39 +31,10 @@ import { classLabels, compareClasses, compareMetrics, confusionMatrix, decimal, 
 import type { Metric } from './evidence';
 import { useAdminMessages } from './messages';
 import { CreatedBy, StatusChip, useModels } from './ModelsPage';
+import { DataTable, Figure, SectionCard } from './sections';
 
 const VERSION = /^[0-9a-f]{12}$/;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
-
-function Section({ title, children, testId }: { title: string; children: ReactNode; testId?: string }) {
-  const id = useId();
-  return (
-    <Card variant="outlined" component="section" aria-labelledby={id} data-testid={testId}>
-      <CardContent>
-        <Typography variant="h6" component="h3" id={id} gutterBottom>
-          {title}
-        </Typography>
-        {children}
-      </CardContent>
-    </Card>
-  );
-}
-
-function Figure({ label, value, raw, testId, note }: { label: string; value: string; raw: number | null | undefined; testId: string; note?: ReactNode }) {
-  return (
-    <Card variant="outlined" sx={{ flex: '1 1 150px' }}>
-      <CardContent>
-        <Typography variant="body2" component="h3" sx={{ color: 'text.secondary' }}>
-          {label}
-        </Typography>
-        <Typography variant="h5" component="p" data-testid={testId} data-value={raw ?? ''}>
-          {value}
-        </Typography>
-        {note}
-      </CardContent>
-    </Card>
-  );
-}
 
 function useMetrics(version: string | undefined, from: string | undefined, to: string | undefined) {
   const tz = browserTimeZone();
@@ -93,7 +58,7 @@ function Reliability({ metrics }: { metrics: ModelMetrics }) {
   const { lang } = useI18n();
   const pts = reliabilityPoints(metrics);
   return (
-    <Section title={a.evidence.reliability} testId="reliability">
+    <SectionCard level="h3" title={a.evidence.reliability} testId="reliability">
       <Typography variant="body2" sx={{ mb: 1 }}>
         {a.evidence.reliabilityHelp}
       </Typography>
@@ -119,37 +84,25 @@ function Reliability({ metrics }: { metrics: ModelMetrics }) {
               </ScatterChart>
             </ResponsiveContainer>
           </Box>
-          <Box sx={{ overflowX: 'auto' }}>
-            <Table size="small" aria-label={a.evidence.reliability}>
-              <TableHead>
-                <TableRow>
-                  <TableCell>{a.evidence.bin}</TableCell>
-                  <TableCell align="right">{a.evidence.count}</TableCell>
-                  <TableCell align="right">{a.evidence.confidence}</TableCell>
-                  <TableCell align="right">{a.evidence.observed}</TableCell>
-                </TableRow>
-              </TableHead>
-              <TableBody>
-                {pts.map((p) => (
-                  <TableRow key={p.bin} data-testid="reliability-bin" data-low={p.low}>
-                    <TableCell>{p.bin}</TableCell>
-                    <TableCell align="right" data-value={p.count}>
-                      {p.count}
-                    </TableCell>
-                    <TableCell align="right" data-value={p.confidence}>
-                      {pct(p.confidence, lang)}
-                    </TableCell>
-                    <TableCell align="right" data-value={p.accuracy}>
-                      {pct(p.accuracy, lang)}
-                    </TableCell>
-                  </TableRow>
-                ))}
-              </TableBody>
-            </Table>
-          </Box>
+          <DataTable label={a.evidence.reliability} columns={[a.evidence.bin, { label: a.evidence.count, numeric: true }, { label: a.evidence.confidence, numeric: true }, { label: a.evidence.observed, numeric: true }]}>
+            {pts.map((p) => (
+              <TableRow key={p.bin} data-testid="reliability-bin" data-low={p.low}>
+                <TableCell>{p.bin}</TableCell>
+                <TableCell align="right" data-value={p.count}>
+                  {p.count}
+                </TableCell>
+                <TableCell align="right" data-value={p.confidence}>
+                  {pct(p.confidence, lang)}
+                </TableCell>
+                <TableCell align="right" data-value={p.accuracy}>
+                  {pct(p.accuracy, lang)}
+                </TableCell>
+              </TableRow>
+            ))}
+          </DataTable>
         </>
       )}
-    </Section>
+    </SectionCard>
   );
 }
 
@@ -158,50 +111,38 @@ function Confusion({ metrics, labels }: { metrics: ModelMetrics; labels: Record<
   const matrix = confusionMatrix(metrics.confusion, Object.keys(labels));
   const name = (code: string | null) => (code === null ? a.evidence.unknown : (labels[code] ?? code));
   return (
-    <Section title={a.evidence.confusion}>
+    <SectionCard level="h3" title={a.evidence.confusion}>
       {matrix.total === 0 ? (
         <Empty>{a.evidence.noFeedback}</Empty>
       ) : (
-        <Box sx={{ overflowX: 'auto' }}>
-          <Table size="small" aria-label={a.evidence.confusion} data-testid="ev-confusion">
-            <TableHead>
-              <TableRow>
-                <TableCell>
-                  {a.evidence.predicted} \ {a.evidence.confirmed}
+        <DataTable
+          label={a.evidence.confusion}
+          testId="ev-confusion"
+          columns={[`${a.evidence.predicted} \\ ${a.evidence.confirmed}`, ...matrix.columns.map((c) => ({ label: name(c), numeric: true }))]}
+        >
+          {matrix.rows.map((row, i) => (
+            <TableRow key={row}>
+              <TableCell component="th" scope="row">
+                {name(row)}
+              </TableCell>
+              {matrix.columns.map((c, j) => (
+                <TableCell
+                  key={c ?? '-'}
+                  align="right"
+                  data-testid="ev-cell"
+                  data-predicted={row}
+                  data-confirmed={c ?? ''}
+                  data-value={matrix.counts[i]?.[j] ?? 0}
+                  sx={{ fontWeight: row === c ? 700 : 400 }}
+                >
+                  {matrix.counts[i]?.[j] ?? 0}
                 </TableCell>
-                {matrix.columns.map((c) => (
-                  <TableCell key={c ?? '-'} align="right">
-                    {name(c)}
-                  </TableCell>
-                ))}
-              </TableRow>
-            </TableHead>
-            <TableBody>
-              {matrix.rows.map((row, i) => (
-                <TableRow key={row}>
-                  <TableCell component="th" scope="row">
-                    {name(row)}
-                  </TableCell>
-                  {matrix.columns.map((c, j) => (
-                    <TableCell
-                      key={c ?? '-'}
-                      align="right"
-                      data-testid="ev-cell"
-                      data-predicted={row}
-                      data-confirmed={c ?? ''}
-                      data-value={matrix.counts[i]?.[j] ?? 0}
-                      sx={{ fontWeight: row === c ? 700 : 400 }}
-                    >
-                      {matrix.counts[i]?.[j] ?? 0}
-                    </TableCell>
-                  ))}
-                </TableRow>
               ))}
-            </TableBody>
-          </Table>
-        </Box>
+            </TableRow>
+          ))}
+        </DataTable>
       )}
-    </Section>
+    </SectionCard>
   );
 }
 
@@ -209,38 +150,30 @@ function PerClass({ metrics, labels }: { metrics: ModelMetrics; labels: Record<s
   const a = useAdminMessages();
   const { lang } = useI18n();
   return (
-    <Section title={a.evidence.perClass}>
-      <Box sx={{ overflowX: 'auto' }}>
-        <Table size="small" aria-label={a.evidence.perClass} data-testid="ev-per-class">
-          <TableHead>
-            <TableRow>
-              <TableCell>{a.evidence.class}</TableCell>
-              <TableCell align="right">{a.evidence.precision}</TableCell>
-              <TableCell align="right">{a.evidence.recall}</TableCell>
-              <TableCell align="right">{a.evidence.support}</TableCell>
-            </TableRow>
-          </TableHead>
-          <TableBody>
-            {Object.entries(metrics.per_class).map(([code, c]) => (
-              <TableRow key={code} data-testid="ev-class" data-code={code}>
-                <TableCell component="th" scope="row">
-                  {labels[code] ?? code}
-                </TableCell>
-                <TableCell align="right" data-metric="precision" data-value={c.precision ?? ''}>
-                  {pct(c.precision, lang)}
-                </TableCell>
-                <TableCell align="right" data-metric="recall" data-value={c.recall ?? ''}>
-                  {pct(c.recall, lang)}
-                </TableCell>
-                <TableCell align="right" data-metric="support" data-value={c.support}>
-                  {c.support}
-                </TableCell>
-              </TableRow>
-            ))}
-          </TableBody>
-        </Table>
-      </Box>
-    </Section>
+    <SectionCard level="h3" title={a.evidence.perClass}>
+      <DataTable
+        label={a.evidence.perClass}
+        testId="ev-per-class"
+        columns={[a.evidence.class, { label: a.evidence.precision, numeric: true }, { label: a.evidence.recall, numeric: true }, { label: a.evidence.support, numeric: true }]}
+      >
+        {Object.entries(metrics.per_class).map(([code, c]) => (
+          <TableRow key={code} data-testid="ev-class" data-code={code}>
+            <TableCell component="th" scope="row">
+              {labels[code] ?? code}
+            </TableCell>
+            <TableCell align="right" data-metric="precision" data-value={c.precision ?? ''}>
+              {pct(c.precision, lang)}
+            </TableCell>
+            <TableCell align="right" data-metric="recall" data-value={c.recall ?? ''}>
+              {pct(c.recall, lang)}
+            </TableCell>
+            <TableCell align="right" data-metric="support" data-value={c.support}>
+              {c.support}
+            </TableCell>
+          </TableRow>
+        ))}
+      </DataTable>
+    </SectionCard>
   );
 }
 
@@ -249,7 +182,7 @@ function Shadow({ metrics }: { metrics: ModelMetrics }) {
   const { lang, f } = useI18n();
   const s = metrics.shadow;
   return (
-    <Section title={a.evidence.shadow} testId="ev-shadow">
+    <SectionCard level="h3" title={a.evidence.shadow} testId="ev-shadow">
       {!s ? (
         <Typography>{a.evidence.shadowNone}</Typography>
       ) : (
@@ -265,7 +198,7 @@ function Shadow({ metrics }: { metrics: ModelMetrics }) {
           />
         </Box>
       )}
-    </Section>
+    </SectionCard>
   );
 }
 
@@ -334,50 +267,37 @@ function Comparison({ a: first, b: second, labels }: { a: ModelMetrics; b: Model
   const diff = (metric: Metric, value: number | null) =>
     value === null ? '–' : metric === 'predictions' || metric === 'with_feedback' ? (value > 0 ? `+${value}` : String(value)) : metric === 'ece' ? decimal(value, lang) : points(value, lang);
   return (
-    <Section title={a.evidence.compareTitle} testId="comparison">
-      <Box sx={{ overflowX: 'auto' }}>
-        <Table size="small" aria-label={a.evidence.compareTitle}>
-          <TableHead>
-            <TableRow>
-              <TableCell />
-              <TableCell align="right" sx={{ fontFamily: 'monospace' }}>
-                A · {first.version}
-              </TableCell>
-              <TableCell align="right" sx={{ fontFamily: 'monospace' }}>
-                B · {second.version}
-              </TableCell>
-              <TableCell align="right">{a.evidence.difference}</TableCell>
-            </TableRow>
-          </TableHead>
-          <TableBody>
-            {compareMetrics(first, second).map((r) => (
-              <TableRow key={r.metric} data-testid="compare-row" data-metric={r.metric}>
-                <TableCell component="th" scope="row">
-                  {METRIC_LABEL[r.metric](a)}
-                </TableCell>
-                <TableCell align="right" data-value={r.a ?? ''}>
-                  {show(r.metric, r.a)}
-                </TableCell>
-                <TableCell align="right" data-value={r.b ?? ''}>
-                  {show(r.metric, r.b)}
-                </TableCell>
-                <TableCell align="right">{diff(r.metric, r.difference)}</TableCell>
-              </TableRow>
-            ))}
-            {compareClasses(first, second).map((c) => (
-              <TableRow key={c.code}>
-                <TableCell component="th" scope="row">
-                  {a.evidence.recall}: {labels[c.code] ?? c.code}
-                </TableCell>
-                <TableCell align="right">{pct(c.a?.recall, lang)}</TableCell>
-                <TableCell align="right">{pct(c.b?.recall, lang)}</TableCell>
-                <TableCell align="right">{points(c.a?.recall != null && c.b?.recall != null ? c.b.recall - c.a.recall : null, lang)}</TableCell>
-              </TableRow>
-            ))}
-          </TableBody>
-        </Table>
-      </Box>
-    </Section>
+    <SectionCard level="h3" title={a.evidence.compareTitle} testId="comparison">
+      <DataTable
+        label={a.evidence.compareTitle}
+        columns={['', { label: `A · ${first.version}`, numeric: true, monospace: true }, { label: `B · ${second.version}`, numeric: true, monospace: true }, { label: a.evidence.difference, numeric: true }]}
+      >
+        {compareMetrics(first, second).map((r) => (
+          <TableRow key={r.metric} data-testid="compare-row" data-metric={r.metric}>
+            <TableCell component="th" scope="row">
+              {METRIC_LABEL[r.metric](a)}
+            </TableCell>
+            <TableCell align="right" data-value={r.a ?? ''}>
+              {show(r.metric, r.a)}
+            </TableCell>
+            <TableCell align="right" data-value={r.b ?? ''}>
+              {show(r.metric, r.b)}
+            </TableCell>
+            <TableCell align="right">{diff(r.metric, r.difference)}</TableCell>
+          </TableRow>
+        ))}
+        {compareClasses(first, second).map((c) => (
+          <TableRow key={c.code}>
+            <TableCell component="th" scope="row">
+              {a.evidence.recall}: {labels[c.code] ?? c.code}
+            </TableCell>
+            <TableCell align="right">{pct(c.a?.recall, lang)}</TableCell>
+            <TableCell align="right">{pct(c.b?.recall, lang)}</TableCell>
+            <TableCell align="right">{points(c.a?.recall != null && c.b?.recall != null ? c.b.recall - c.a.recall : null, lang)}</TableCell>
+          </TableRow>
+        ))}
+      </DataTable>
+    </SectionCard>
   );
 }
 

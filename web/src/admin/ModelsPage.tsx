@@ -6,18 +6,12 @@ import {
   Alert,
   Box,
   Button,
-  Card,
-  CardContent,
   Checkbox,
   Chip,
   LinearProgress,
   Link,
   Stack,
-  Table,
-  TableBody,
   TableCell,
-  TableContainer,
-  TableHead,
   TableRow,
   TextField,
   Typography,
@@ -28,12 +22,13 @@ import { Link as RouterLink, useNavigate } from 'react-router';
 
 import { ApiError, isCode, unwrap } from '../api/errors';
 import { progressFetch } from '../api/upload';
-import { Empty, FormError, Loading } from '../components/states';
+import { FormError } from '../components/states';
 import { useI18n } from '../i18n/i18n';
 import { modelActions, replacedBy, shadowRateOf, undoOf, wasActive } from './actions';
 import type { Undo } from './actions';
-import { AdminError, ConfirmDialog } from './components';
+import { ConfirmDialog } from './components';
 import { useAdminMessages } from './messages';
+import { DataTable, QueryStates, SectionCard } from './sections';
 
 const MODELS_KEY = ['admin', 'models'] as const;
 
@@ -121,56 +116,48 @@ function Upload({ onRegistered }: { onRegistered: (version: ModelVersion) => voi
   const reason = upload.error instanceof ApiError && isCode(upload.error, 'INVALID_MODEL') && typeof upload.error.detail === 'string' ? upload.error.detail : undefined;
   const hidden = { position: 'absolute', width: 1, height: 1, opacity: 0, overflow: 'hidden' } as const;
   return (
-    <Card variant="outlined" component="section" aria-labelledby="upload-title">
-      <CardContent>
-        <Typography variant="h6" component="h2" id="upload-title" gutterBottom>
-          {a.models.upload}
-        </Typography>
-        <Typography variant="body2" sx={{ mb: 2 }}>
-          {a.models.uploadHelp}
-        </Typography>
-        <Box
-          component="form"
-          onSubmit={(e) => {
-            e.preventDefault();
-            if (weights) upload.mutate({ weights, ...(manifest ? { manifest } : {}) });
-          }}
-          sx={{ display: 'grid', gap: 2, maxWidth: 640 }}
-        >
-          <Box sx={{ display: 'flex', gap: 2, alignItems: 'center', flexWrap: 'wrap' }}>
-            <Button variant="outlined" onClick={() => weightsRef.current?.click()}>
-              {a.models.chooseWeights}
-            </Button>
-            <input ref={weightsRef} type="file" accept=".pth,.pt,application/octet-stream" aria-label={a.models.weights} data-testid="weights-input" style={hidden} tabIndex={-1} onChange={(e) => setWeights(e.target.files?.[0])} />
-            <Typography data-testid="weights-name">{weights ? weights.name : a.models.noFile}</Typography>
-          </Box>
-          <Box sx={{ display: 'flex', gap: 2, alignItems: 'center', flexWrap: 'wrap' }}>
-            <Button variant="outlined" onClick={() => manifestRef.current?.click()}>
-              {a.models.chooseManifest}
-            </Button>
-            <input ref={manifestRef} type="file" accept=".json,application/json" aria-label={a.models.manifest} data-testid="manifest-input" style={hidden} tabIndex={-1} onChange={(e) => setManifest(e.target.files?.[0])} />
-            <Typography data-testid="manifest-name">{manifest ? manifest.name : a.models.noFile}</Typography>
-          </Box>
-          {upload.isPending && (
-            <Box role="status" aria-live="polite" data-testid="upload-progress">
-              <Typography>{progress < 1 ? f(a.models.uploading, { pct: percent(progress, 0) }) : a.models.validating}</Typography>
-              <LinearProgress variant={progress < 1 ? 'determinate' : 'indeterminate'} value={Math.round(progress * 100)} aria-label={a.models.upload} />
-            </Box>
-          )}
-          <Box>
-            <Button type="submit" variant="contained" disabled={!weights || upload.isPending}>
-              {a.models.submit}
-            </Button>
-          </Box>
-          {upload.error ? (
-            <Box data-testid="upload-error">
-              <FormError error={upload.error} />
-              {reason && <Typography sx={{ mt: 1 }} data-testid="upload-reason">{f(a.models.reason, { reason })}</Typography>}
-            </Box>
-          ) : null}
+    <SectionCard title={a.models.upload} help={a.models.uploadHelp}>
+      <Box
+        component="form"
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (weights) upload.mutate({ weights, ...(manifest ? { manifest } : {}) });
+        }}
+        sx={{ display: 'grid', gap: 2, maxWidth: 640 }}
+      >
+        <Box sx={{ display: 'flex', gap: 2, alignItems: 'center', flexWrap: 'wrap' }}>
+          <Button variant="outlined" onClick={() => weightsRef.current?.click()}>
+            {a.models.chooseWeights}
+          </Button>
+          <input ref={weightsRef} type="file" accept=".pth,.pt,application/octet-stream" aria-label={a.models.weights} data-testid="weights-input" style={hidden} tabIndex={-1} onChange={(e) => setWeights(e.target.files?.[0])} />
+          <Typography data-testid="weights-name">{weights ? weights.name : a.models.noFile}</Typography>
         </Box>
-      </CardContent>
-    </Card>
+        <Box sx={{ display: 'flex', gap: 2, alignItems: 'center', flexWrap: 'wrap' }}>
+          <Button variant="outlined" onClick={() => manifestRef.current?.click()}>
+            {a.models.chooseManifest}
+          </Button>
+          <input ref={manifestRef} type="file" accept=".json,application/json" aria-label={a.models.manifest} data-testid="manifest-input" style={hidden} tabIndex={-1} onChange={(e) => setManifest(e.target.files?.[0])} />
+          <Typography data-testid="manifest-name">{manifest ? manifest.name : a.models.noFile}</Typography>
+        </Box>
+        {upload.isPending && (
+          <Box role="status" aria-live="polite" data-testid="upload-progress">
+            <Typography>{progress < 1 ? f(a.models.uploading, { pct: percent(progress, 0) }) : a.models.validating}</Typography>
+            <LinearProgress variant={progress < 1 ? 'determinate' : 'indeterminate'} value={Math.round(progress * 100)} aria-label={a.models.upload} />
+          </Box>
+        )}
+        <Box>
+          <Button type="submit" variant="contained" disabled={!weights || upload.isPending}>
+            {a.models.submit}
+          </Button>
+        </Box>
+        {upload.error ? (
+          <Box data-testid="upload-error">
+            <FormError error={upload.error} />
+            {reason && <Typography sx={{ mt: 1 }} data-testid="upload-reason">{f(a.models.reason, { reason })}</Typography>}
+          </Box>
+        ) : null}
+      </Box>
+    </SectionCard>
   );
 }
 
@@ -261,90 +248,73 @@ export default function ModelsPage() {
           {notice.text}
         </Alert>
       )}
-      {models.isPending && <Loading />}
-      {models.isError && <AdminError error={models.error} onRetry={() => void models.refetch()} />}
-      {models.data && models.data.length === 0 && <Empty>{a.models.empty}</Empty>}
-      {models.data && models.data.length > 0 && (
-        <Card variant="outlined">
-          <CardContent sx={{ p: 0, '&:last-child': { pb: 0 } }}>
-            <TableContainer>
-              <Table size="small" aria-label={a.models.table} data-testid="models-table">
-                <TableHead>
-                  <TableRow>
-                    <TableCell padding="checkbox">{a.models.compare}</TableCell>
-                    <TableCell>{a.models.version}</TableCell>
-                    <TableCell>{a.models.status}</TableCell>
-                    <TableCell>{a.models.source}</TableCell>
-                    <TableCell>{a.models.createdBy}</TableCell>
-                    <TableCell>{a.models.created}</TableCell>
-                    <TableCell>{a.models.activated}</TableCell>
-                    <TableCell>{a.models.shadow}</TableCell>
-                    <TableCell>{a.models.actions}</TableCell>
-                  </TableRow>
-                </TableHead>
-                <TableBody>
-                  {models.data.map((v) => {
-                    const actions = modelActions(v);
-                    const checked = selected.includes(v.version);
-                    return (
-                      <TableRow key={v.version} data-testid="model-row" data-version={v.version} data-status={v.status} selected={checked}>
-                        <TableCell padding="checkbox">
-                          <Checkbox
-                            checked={checked}
-                            onChange={() => setSelected((s) => (checked ? s.filter((x) => x !== v.version) : [...s, v.version].slice(-2)))}
-                            slotProps={{ input: { 'aria-label': f(a.models.compareWith, { version: v.version }) } }}
-                          />
-                        </TableCell>
-                        <TableCell>
-                          <Link component={RouterLink} to={`/admin/models/${v.version}`} sx={{ fontFamily: 'monospace' }} aria-label={f(a.models.evidenceOf, { version: v.version })}>
-                            {v.version}
-                          </Link>
-                          {v.lineage && (
-                            <Box>
-                              <Link component={RouterLink} to={`/admin/models/${v.version}/evaluation`} variant="body2">
-                                {a.models.lineage}
-                              </Link>
-                            </Box>
-                          )}
-                        </TableCell>
-                        <TableCell>
-                          <StatusChip version={v} />
-                        </TableCell>
-                        <TableCell sx={{ maxWidth: 160, overflowWrap: 'anywhere' }}>{v.source}</TableCell>
-                        <TableCell sx={{ overflowWrap: 'anywhere' }}>
-                          <CreatedBy id={v.created_by} />
-                        </TableCell>
-                        <TableCell>{dateTime(v.created_at)}</TableCell>
-                        <TableCell>{v.activated_at ? dateTime(v.activated_at) : '–'}</TableCell>
-                        <TableCell data-testid="shadow-rate">{v.shadow_rate > 0 ? percent(v.shadow_rate, 0) : '–'}</TableCell>
-                        <TableCell>
-                          <Box sx={{ display: 'flex', flexWrap: 'wrap', gap: 1 }}>
-                            {actions.includes('activate') && (
-                              <Button size="small" variant="contained" onClick={() => open('activate', v)} aria-label={`${wasActive(v) ? a.models.rollback : a.models.activate}: ${v.version}`}>
-                                {wasActive(v) ? a.models.rollback : a.models.activate}
-                              </Button>
-                            )}
-                            {actions.includes('shadow') && (
-                              <Button size="small" variant="outlined" onClick={() => open('shadow', v)} aria-label={`${a.models.setShadow}: ${v.version}`}>
-                                {a.models.setShadow}
-                              </Button>
-                            )}
-                            {actions.includes('retire') && (
-                              <Button size="small" color="error" variant="outlined" onClick={() => open('retire', v)} aria-label={`${a.models.retire}: ${v.version}`}>
-                                {a.models.retire}
-                              </Button>
-                            )}
-                          </Box>
-                        </TableCell>
-                      </TableRow>
-                    );
-                  })}
-                </TableBody>
-              </Table>
-            </TableContainer>
-          </CardContent>
-        </Card>
-      )}
+      <QueryStates query={models} empty={a.models.empty}>
+        {(rows) => (
+          <DataTable
+            framed
+            label={a.models.table}
+            testId="models-table"
+            columns={[{ label: a.models.compare, checkbox: true }, a.models.version, a.models.status, a.models.source, a.models.createdBy, a.models.created, a.models.activated, a.models.shadow, a.models.actions]}
+          >
+            {rows.map((v) => {
+              const actions = modelActions(v);
+              const checked = selected.includes(v.version);
+              return (
+                <TableRow key={v.version} data-testid="model-row" data-version={v.version} data-status={v.status} selected={checked}>
+                  <TableCell padding="checkbox">
+                    <Checkbox
+                      checked={checked}
+                      onChange={() => setSelected((s) => (checked ? s.filter((x) => x !== v.version) : [...s, v.version].slice(-2)))}
+                      slotProps={{ input: { 'aria-label': f(a.models.compareWith, { version: v.version }) } }}
+                    />
+                  </TableCell>
+                  <TableCell>
+                    <Link component={RouterLink} to={`/admin/models/${v.version}`} sx={{ fontFamily: 'monospace' }} aria-label={f(a.models.evidenceOf, { version: v.version })}>
+                      {v.version}
+                    </Link>
+                    {v.lineage && (
+                      <Box>
+                        <Link component={RouterLink} to={`/admin/models/${v.version}/evaluation`} variant="body2">
+                          {a.models.lineage}
+                        </Link>
+                      </Box>
+                    )}
+                  </TableCell>
+                  <TableCell>
+                    <StatusChip version={v} />
+                  </TableCell>
+                  <TableCell sx={{ maxWidth: 160, overflowWrap: 'anywhere' }}>{v.source}</TableCell>
+                  <TableCell sx={{ overflowWrap: 'anywhere' }}>
+                    <CreatedBy id={v.created_by} />
+                  </TableCell>
+                  <TableCell>{dateTime(v.created_at)}</TableCell>
+                  <TableCell>{v.activated_at ? dateTime(v.activated_at) : '–'}</TableCell>
+                  <TableCell data-testid="shadow-rate">{v.shadow_rate > 0 ? percent(v.shadow_rate, 0) : '–'}</TableCell>
+                  <TableCell>
+                    <Box sx={{ display: 'flex', flexWrap: 'wrap', gap: 1 }}>
+                      {actions.includes('activate') && (
+                        <Button size="small" variant="contained" onClick={() => open('activate', v)} aria-label={`${wasActive(v) ? a.models.rollback : a.models.activate}: ${v.version}`}>
+                          {wasActive(v) ? a.models.rollback : a.models.activate}
+                        </Button>
+                      )}
+                      {actions.includes('shadow') && (
+                        <Button size="small" variant="outlined" onClick={() => open('shadow', v)} aria-label={`${a.models.setShadow}: ${v.version}`}>
+                          {a.models.setShadow}
+                        </Button>
+                      )}
+                      {actions.includes('retire') && (
+                        <Button size="small" color="error" variant="outlined" onClick={() => open('retire', v)} aria-label={`${a.models.retire}: ${v.version}`}>
+                          {a.models.retire}
+                        </Button>
+                      )}
+                    </Box>
+                  </TableCell>
+                </TableRow>
+              );
+            })}
+          </DataTable>
+        )}
+      </QueryStates>
       {models.data && models.data.length > 1 && (
         <Box sx={{ display: 'flex', gap: 2, alignItems: 'center', flexWrap: 'wrap' }}>
           <Button

@@ -6,8 +6,6 @@ import {
   Alert,
   Box,
   Button,
-  Card,
-  CardContent,
   Chip,
   FormControl,
   InputLabel,
@@ -16,11 +14,7 @@ import {
   MenuItem,
   Select,
   Stack,
-  Table,
-  TableBody,
   TableCell,
-  TableContainer,
-  TableHead,
   TableRow,
   Typography,
 } from '@mui/material';
@@ -30,7 +24,7 @@ import type { ReactNode } from 'react';
 import { Link as RouterLink } from 'react-router';
 
 import { unwrap } from '../api/errors';
-import { Empty, FormError, Loading } from '../components/states';
+import { FormError } from '../components/states';
 import { useI18n } from '../i18n/i18n';
 import { AdminError, ConfirmDialog } from './components';
 import { useDatasets } from './DatasetsPage';
@@ -38,6 +32,7 @@ import { decimal, pct } from './evidence';
 import { duration, isActive, progressShare } from './loop';
 import { useAdminMessages } from './messages';
 import { useModels } from './ModelsPage';
+import { DataTable, QueryStates, SectionCard } from './sections';
 
 const JOBS_KEY = ['admin', 'training-jobs'] as const;
 
@@ -90,68 +85,60 @@ function Start({ onStarted }: { onStarted: (job: TrainingJob) => void }) {
   });
   const chosen = recipes.data?.find((r) => r.name === recipe);
   return (
-    <Card variant="outlined" component="section" aria-labelledby="start-title">
-      <CardContent>
-        <Typography variant="h6" component="h2" id="start-title" gutterBottom>
-          {a.loop.start}
-        </Typography>
-        <Typography variant="body2" sx={{ mb: 2 }}>
-          {a.loop.startHelp}
-        </Typography>
-        {recipes.isError && <AdminError error={recipes.error} />}
-        <Box
-          component="form"
-          onSubmit={(e) => {
-            e.preventDefault();
-            if (recipe && train && test) start.mutate();
-          }}
-          sx={{ display: 'grid', gap: 2, maxWidth: 640 }}
-        >
-          <Picker label={a.loop.recipe} value={recipe} onChange={setRecipe} testId="pick-recipe">
-            {(recipes.data ?? []).map((r) => (
-              <MenuItem key={r.name} value={r.name}>
-                {r.name} v{r.version}
+    <SectionCard title={a.loop.start} help={a.loop.startHelp}>
+      {recipes.isError && <AdminError error={recipes.error} />}
+      <Box
+        component="form"
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (recipe && train && test) start.mutate();
+        }}
+        sx={{ display: 'grid', gap: 2, maxWidth: 640 }}
+      >
+        <Picker label={a.loop.recipe} value={recipe} onChange={setRecipe} testId="pick-recipe">
+          {(recipes.data ?? []).map((r) => (
+            <MenuItem key={r.name} value={r.name}>
+              {r.name} v{r.version}
+            </MenuItem>
+          ))}
+        </Picker>
+        {chosen && <RecipeSummary recipe={chosen} />}
+        <Picker label={a.loop.trainSet} value={train} onChange={setTrain} testId="pick-train">
+          {(datasets.data ?? [])
+            .filter((d) => d.kind === 'train')
+            .map((d) => (
+              <MenuItem key={d.id} value={String(d.id)}>
+                {d.name} ({d.items})
               </MenuItem>
             ))}
-          </Picker>
-          {chosen && <RecipeSummary recipe={chosen} />}
-          <Picker label={a.loop.trainSet} value={train} onChange={setTrain} testId="pick-train">
-            {(datasets.data ?? [])
-              .filter((d) => d.kind === 'train')
-              .map((d) => (
-                <MenuItem key={d.id} value={String(d.id)}>
-                  {d.name} ({d.items})
-                </MenuItem>
-              ))}
-          </Picker>
-          <Picker label={a.loop.testSet} value={test} onChange={setTest} testId="pick-test">
-            {(datasets.data ?? [])
-              .filter((d) => d.kind === 'test')
-              .map((d) => (
-                <MenuItem key={d.id} value={String(d.id)}>
-                  🔒 {d.name} ({d.items})
-                </MenuItem>
-              ))}
-          </Picker>
-          <Picker label={a.loop.base} value={base} onChange={setBase} testId="pick-base">
-            <MenuItem value="">{a.loop.baseActive}</MenuItem>
-            {(models.data ?? [])
-              .filter((v) => v.status !== 'retired')
-              .map((v) => (
-                <MenuItem key={v.version} value={v.version} sx={{ fontFamily: 'monospace' }}>
-                  {v.version} · {a.models.statuses[v.status]}
-                </MenuItem>
-              ))}
-          </Picker>
-          <Box>
-            <Button type="submit" variant="contained" disabled={!recipe || !train || !test || start.isPending}>
-              {a.loop.startSubmit}
-            </Button>
-          </Box>
-          <FormError error={start.error} />
+        </Picker>
+        <Picker label={a.loop.testSet} value={test} onChange={setTest} testId="pick-test">
+          {(datasets.data ?? [])
+            .filter((d) => d.kind === 'test')
+            .map((d) => (
+              <MenuItem key={d.id} value={String(d.id)}>
+                🔒 {d.name} ({d.items})
+              </MenuItem>
+            ))}
+        </Picker>
+        <Picker label={a.loop.base} value={base} onChange={setBase} testId="pick-base">
+          <MenuItem value="">{a.loop.baseActive}</MenuItem>
+          {(models.data ?? [])
+            .filter((v) => v.status !== 'retired')
+            .map((v) => (
+              <MenuItem key={v.version} value={v.version} sx={{ fontFamily: 'monospace' }}>
+                {v.version} · {a.models.statuses[v.status]}
+              </MenuItem>
+            ))}
+        </Picker>
+        <Box>
+          <Button type="submit" variant="contained" disabled={!recipe || !train || !test || start.isPending}>
+            {a.loop.startSubmit}
+          </Button>
         </Box>
-      </CardContent>
-    </Card>
+        <FormError error={start.error} />
+      </Box>
+    </SectionCard>
   );
 }
 
@@ -225,69 +212,50 @@ export default function TrainingPage() {
       <Typography variant="h5" component="h2">
         {a.loop.jobs}
       </Typography>
-      {jobs.isPending && <Loading />}
-      {jobs.isError && <AdminError error={jobs.error} onRetry={() => void jobs.refetch()} />}
-      {jobs.data && jobs.data.length === 0 && <Empty>{a.loop.noJobs}</Empty>}
-      {jobs.data && jobs.data.length > 0 && (
-        <Card variant="outlined">
-          <CardContent sx={{ p: 0, '&:last-child': { pb: 0 } }}>
-            <TableContainer>
-              <Table size="small" aria-label={a.loop.jobs} data-testid="jobs-table">
-                <TableHead>
-                  <TableRow>
-                    <TableCell>{a.loop.job}</TableCell>
-                    <TableCell>{a.loop.status}</TableCell>
-                    <TableCell>{a.loop.progress}</TableCell>
-                    <TableCell>{a.loop.recipe}</TableCell>
-                    <TableCell>{a.loop.candidate}</TableCell>
-                    <TableCell />
-                  </TableRow>
-                </TableHead>
-                <TableBody>
-                  {jobs.data.map((job) => (
-                    <TableRow key={job.id} data-testid="job-row" data-id={job.id} data-status={job.status}>
-                      <TableCell>
-                        #{job.id}
-                        <Typography variant="body2" sx={{ color: 'text.secondary' }}>
-                          {dateTime(job.created_at)}
-                        </Typography>
-                      </TableCell>
-                      <TableCell>
-                        <Chip size="small" variant="outlined" color={statusColor(job.status)} label={a.loop.statuses[job.status]} />
-                      </TableCell>
-                      <TableCell>
-                        <Progress job={job} />
-                      </TableCell>
-                      <TableCell>
-                        {job.recipe} v{job.recipe_version}
-                        <Typography variant="body2" sx={{ color: 'text.secondary', fontFamily: 'monospace' }}>
-                          {job.base_version} · {job.train_dataset_id} → {job.test_dataset_id}
-                        </Typography>
-                      </TableCell>
-                      <TableCell>
-                        {job.candidate_version ? (
-                          <Link component={RouterLink} to={`/admin/models/${job.candidate_version}/evaluation`} sx={{ fontFamily: 'monospace' }} data-testid="evaluation-link">
-                            {job.candidate_version}
-                          </Link>
-                        ) : (
-                          '–'
-                        )}
-                      </TableCell>
-                      <TableCell>
-                        {isActive(job) && (
-                          <Button size="small" color="error" variant="outlined" onClick={() => setCancelling(job)} disabled={job.cancel_requested} aria-label={`${a.loop.cancel} #${job.id}`}>
-                            {a.loop.cancel}
-                          </Button>
-                        )}
-                      </TableCell>
-                    </TableRow>
-                  ))}
-                </TableBody>
-              </Table>
-            </TableContainer>
-          </CardContent>
-        </Card>
-      )}
+      <QueryStates query={jobs} empty={a.loop.noJobs}>
+        {(rows) => (
+          <DataTable framed label={a.loop.jobs} testId="jobs-table" columns={[a.loop.job, a.loop.status, a.loop.progress, a.loop.recipe, a.loop.candidate, '']}>
+            {rows.map((job) => (
+              <TableRow key={job.id} data-testid="job-row" data-id={job.id} data-status={job.status}>
+                <TableCell>
+                  #{job.id}
+                  <Typography variant="body2" sx={{ color: 'text.secondary' }}>
+                    {dateTime(job.created_at)}
+                  </Typography>
+                </TableCell>
+                <TableCell>
+                  <Chip size="small" variant="outlined" color={statusColor(job.status)} label={a.loop.statuses[job.status]} />
+                </TableCell>
+                <TableCell>
+                  <Progress job={job} />
+                </TableCell>
+                <TableCell>
+                  {job.recipe} v{job.recipe_version}
+                  <Typography variant="body2" sx={{ color: 'text.secondary', fontFamily: 'monospace' }}>
+                    {job.base_version} · {job.train_dataset_id} → {job.test_dataset_id}
+                  </Typography>
+                </TableCell>
+                <TableCell>
+                  {job.candidate_version ? (
+                    <Link component={RouterLink} to={`/admin/models/${job.candidate_version}/evaluation`} sx={{ fontFamily: 'monospace' }} data-testid="evaluation-link">
+                      {job.candidate_version}
+                    </Link>
+                  ) : (
+                    '–'
+                  )}
+                </TableCell>
+                <TableCell>
+                  {isActive(job) && (
+                    <Button size="small" color="error" variant="outlined" onClick={() => setCancelling(job)} disabled={job.cancel_requested} aria-label={`${a.loop.cancel} #${job.id}`}>
+                      {a.loop.cancel}
+                    </Button>
+                  )}
+                </TableCell>
+              </TableRow>
+            ))}
+          </DataTable>
+        )}
+      </QueryStates>
       <ConfirmDialog
         open={cancelling !== undefined}
         title={a.loop.cancel}

@@ -5,33 +5,27 @@ import {
   Alert,
   Box,
   Button,
-  Card,
-  CardContent,
   Chip,
   Stack,
-  Table,
-  TableBody,
   TableCell,
-  TableContainer,
-  TableHead,
   TablePagination,
   TableRow,
-  TextField,
   Typography,
 } from '@mui/material';
 import { keepPreviousData, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { useEffect, useMemo, useState } from 'react';
+import { useMemo, useState } from 'react';
 import { useSearchParams } from 'react-router';
 
 import { unwrap } from '../api/errors';
 import { useAuth } from '../auth';
-import { Empty, Loading } from '../components/states';
 import { useI18n } from '../i18n/i18n';
+import { TextFilter } from '../components/TextFilter';
 import { otherRole, undoOf } from './actions';
 import type { Undo } from './actions';
-import { ActionError, AdminError, ConfirmDialog } from './components';
+import { ActionError, ConfirmDialog } from './components';
 import { USER_PAGE_SIZE, searchFromUserFilters, userFiltersFromSearch } from './filters';
 import { useAdminMessages } from './messages';
+import { DataTable, QueryStates } from './sections';
 
 type Pending = { kind: 'disable'; user: AdminUser } | { kind: 'role'; user: AdminUser };
 
@@ -39,31 +33,6 @@ interface Notice {
   text: string;
   undo?: Undo;
   user?: AdminUser;
-}
-
-function SearchBox({ value, onChange }: { value: string; onChange: (q: string) => void }) {
-  const a = useAdminMessages();
-  const [draft, setDraft] = useState(value);
-  useEffect(() => setDraft(value), [value]);
-  useEffect(() => {
-    if (draft === value) return;
-    const timer = setTimeout(() => onChange(draft), 400);
-    return () => clearTimeout(timer);
-  }, [draft, value, onChange]);
-  return (
-    <TextField
-      size="small"
-      type="search"
-      label={a.users.search}
-      value={draft}
-      onChange={(e) => setDraft(e.target.value)}
-      onKeyDown={(e) => {
-        if (e.key === 'Enter') onChange(draft);
-      }}
-      slotProps={{ htmlInput: { maxLength: 254, 'data-testid': 'user-search' } }}
-      sx={{ minWidth: { xs: '100%', sm: 320 } }}
-    />
-  );
 }
 
 export default function UsersPage() {
@@ -120,7 +89,15 @@ export default function UsersPage() {
       <Typography variant="h4" component="h1" id="users-title">
         {a.users.title}
       </Typography>
-      <SearchBox value={filters.q ?? ''} onChange={(q) => setParams(searchFromUserFilters({ q: q.trim() || undefined, page: 1 }))} />
+      <TextFilter
+        type="search"
+        label={a.users.search}
+        value={filters.q ?? ''}
+        max={254}
+        testId="user-search"
+        sx={{ minWidth: { xs: '100%', sm: 320 } }}
+        onChange={(q) => setParams(searchFromUserFilters({ q: q.trim() || undefined, page: 1 }))}
+      />
       {notice && (
         <Alert
           severity="success"
@@ -138,76 +115,63 @@ export default function UsersPage() {
         </Alert>
       )}
       {!pending && act.error ? <ActionError error={act.error} /> : null}
-      {list.isPending && <Loading />}
-      {list.isError && <AdminError error={list.error} onRetry={() => void list.refetch()} />}
-      {list.data && list.data.items.length === 0 && <Empty>{a.users.empty}</Empty>}
-      {list.data && list.data.items.length > 0 && (
-        <Card variant="outlined">
-          <CardContent sx={{ p: 0, '&:last-child': { pb: 0 } }}>
-            <TableContainer>
-              <Table size="small" aria-label={a.users.table} data-testid="users-table">
-                <TableHead>
-                  <TableRow>
-                    <TableCell>{a.users.name}</TableCell>
-                    <TableCell>{a.users.email}</TableCell>
-                    <TableCell>{a.users.role}</TableCell>
-                    <TableCell>{a.users.status}</TableCell>
-                    <TableCell>{a.users.lastLogin}</TableCell>
-                    <TableCell>{a.users.created}</TableCell>
-                    <TableCell>{a.users.actions}</TableCell>
-                  </TableRow>
-                </TableHead>
-                <TableBody>
-                  {list.data.items.map((user) => (
-                    <TableRow key={user.id} data-testid="user-row" data-email={user.email} data-active={String(user.is_active)} data-role={user.role}>
-                      <TableCell>
-                        {user.name} {user.id === me?.id ? a.users.you : ''}
-                      </TableCell>
-                      <TableCell sx={{ overflowWrap: 'anywhere' }}>{user.email}</TableCell>
-                      <TableCell>{roleName(user.role)}</TableCell>
-                      <TableCell>
-                        <Chip
-                          size="small"
-                          variant="outlined"
-                          color={user.is_active ? 'success' : 'default'}
-                          label={`${user.is_active ? '●' : '○'} ${user.is_active ? a.users.active : a.users.disabled}${user.is_verified ? '' : ` · ${m.common.no} ${a.users.verified.toLowerCase()}`}`}
-                        />
-                      </TableCell>
-                      <TableCell data-testid="last-login">{user.last_login_at ? dateTime(user.last_login_at) : a.users.never}</TableCell>
-                      <TableCell>{dateTime(user.created_at)}</TableCell>
-                      <TableCell>
-                        <Box sx={{ display: 'flex', flexWrap: 'wrap', gap: 1 }}>
-                          {user.is_active ? (
-                            <Button size="small" color="error" variant="outlined" onClick={() => setPending({ kind: 'disable', user })} aria-label={`${a.users.disable}: ${user.email}`}>
-                              {a.users.disable}
-                            </Button>
-                          ) : (
-                            <Button size="small" variant="outlined" onClick={() => act.mutate({ kind: 'enable', user })} disabled={act.isPending} aria-label={`${a.users.enable}: ${user.email}`}>
-                              {a.users.enable}
-                            </Button>
-                          )}
-                          <Button size="small" variant="outlined" onClick={() => setPending({ kind: 'role', user })} aria-label={`${user.role === 'admin' ? a.users.makeDoctor : a.users.makeAdmin}: ${user.email}`}>
-                            {user.role === 'admin' ? a.users.makeDoctor : a.users.makeAdmin}
-                          </Button>
-                        </Box>
-                      </TableCell>
-                    </TableRow>
-                  ))}
-                </TableBody>
-              </Table>
-            </TableContainer>
-            <TablePagination
-              component="div"
-              count={list.data.total}
-              page={filters.page - 1}
-              rowsPerPage={USER_PAGE_SIZE}
-              rowsPerPageOptions={[]}
-              onPageChange={(_, page) => setParams(searchFromUserFilters({ ...filters, page: page + 1 }))}
-              labelDisplayedRows={({ from, to, count }) => `${from}–${to} ${m.history.of} ${count}`}
-            />
-          </CardContent>
-        </Card>
-      )}
+      <QueryStates query={list} isEmpty={(page) => page.items.length === 0} empty={a.users.empty}>
+        {(page) => (
+          <DataTable
+            framed
+            label={a.users.table}
+            testId="users-table"
+            columns={[a.users.name, a.users.email, a.users.role, a.users.status, a.users.lastLogin, a.users.created, a.users.actions]}
+            footer={
+              <TablePagination
+                component="div"
+                count={page.total}
+                page={filters.page - 1}
+                rowsPerPage={USER_PAGE_SIZE}
+                rowsPerPageOptions={[]}
+                onPageChange={(_, next) => setParams(searchFromUserFilters({ ...filters, page: next + 1 }))}
+                labelDisplayedRows={({ from, to, count }) => `${from}–${to} ${m.history.of} ${count}`}
+              />
+            }
+          >
+            {page.items.map((user) => (
+              <TableRow key={user.id} data-testid="user-row" data-email={user.email} data-active={String(user.is_active)} data-role={user.role}>
+                <TableCell>
+                  {user.name} {user.id === me?.id ? a.users.you : ''}
+                </TableCell>
+                <TableCell sx={{ overflowWrap: 'anywhere' }}>{user.email}</TableCell>
+                <TableCell>{roleName(user.role)}</TableCell>
+                <TableCell>
+                  <Chip
+                    size="small"
+                    variant="outlined"
+                    color={user.is_active ? 'success' : 'default'}
+                    label={`${user.is_active ? '●' : '○'} ${user.is_active ? a.users.active : a.users.disabled}${user.is_verified ? '' : ` · ${m.common.no} ${a.users.verified.toLowerCase()}`}`}
+                  />
+                </TableCell>
+                <TableCell data-testid="last-login">{user.last_login_at ? dateTime(user.last_login_at) : a.users.never}</TableCell>
+                <TableCell>{dateTime(user.created_at)}</TableCell>
+                <TableCell>
+                  <Box sx={{ display: 'flex', flexWrap: 'wrap', gap: 1 }}>
+                    {user.is_active ? (
+                      <Button size="small" color="error" variant="outlined" onClick={() => setPending({ kind: 'disable', user })} aria-label={`${a.users.disable}: ${user.email}`}>
+                        {a.users.disable}
+                      </Button>
+                    ) : (
+                      <Button size="small" variant="outlined" onClick={() => act.mutate({ kind: 'enable', user })} disabled={act.isPending} aria-label={`${a.users.enable}: ${user.email}`}>
+                        {a.users.enable}
+                      </Button>
+                    )}
+                    <Button size="small" variant="outlined" onClick={() => setPending({ kind: 'role', user })} aria-label={`${user.role === 'admin' ? a.users.makeDoctor : a.users.makeAdmin}: ${user.email}`}>
+                      {user.role === 'admin' ? a.users.makeDoctor : a.users.makeAdmin}
+                    </Button>
+                  </Box>
+                </TableCell>
+              </TableRow>
+            ))}
+          </DataTable>
+        )}
+      </QueryStates>
       <ConfirmDialog
         open={pending !== undefined}
         title={pending?.kind === 'disable' ? a.users.disable : pending?.user.role === 'admin' ? a.users.makeDoctor : a.users.makeAdmin}

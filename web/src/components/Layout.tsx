@@ -83,6 +83,19 @@ export function Layout({ children }: { children: ReactNode }) {
   // only the name and the page only a loading line outside the flow (the page's <main> comes
   // with the answer), so nothing on screen moves when the answer comes (no layout shift).
   const restoring = status === 'restoring';
+  const doctorLinks = [
+    ['/evaluate', m.nav.evaluate],
+    ['/history', m.nav.history],
+    ['/dashboard', m.nav.dashboard],
+    ['/profile', m.nav.profile],
+  ] as const;
+  const adminLinks = [
+    ['/admin/users', m.nav.users],
+    ['/admin/models', m.nav.models],
+    ['/admin/datasets', m.nav.datasets],
+    ['/admin/training', m.nav.training],
+    ['/admin/audit', m.nav.audit],
+  ] as const;
   return (
     <>
       <Box
@@ -103,37 +116,11 @@ export function Layout({ children }: { children: ReactNode }) {
           </Typography>
           {signedIn && (
             <Box component="nav" aria-label={m.nav.menu} sx={{ display: 'flex', flexWrap: 'wrap', gap: 0.5, flexGrow: 1 }}>
-              <Box component={NavLink} to="/evaluate" sx={linkSx}>
-                {m.nav.evaluate}
-              </Box>
-              <Box component={NavLink} to="/history" sx={linkSx}>
-                {m.nav.history}
-              </Box>
-              <Box component={NavLink} to="/dashboard" sx={linkSx}>
-                {m.nav.dashboard}
-              </Box>
-              <Box component={NavLink} to="/profile" sx={linkSx}>
-                {m.nav.profile}
-              </Box>
-              {user?.role === 'admin' && (
-                <>
-                  <Box component={NavLink} to="/admin/users" sx={linkSx} data-testid="nav-admin">
-                    {m.nav.users}
-                  </Box>
-                  <Box component={NavLink} to="/admin/models" sx={linkSx}>
-                    {m.nav.models}
-                  </Box>
-                  <Box component={NavLink} to="/admin/datasets" sx={linkSx}>
-                    {m.nav.datasets}
-                  </Box>
-                  <Box component={NavLink} to="/admin/training" sx={linkSx}>
-                    {m.nav.training}
-                  </Box>
-                  <Box component={NavLink} to="/admin/audit" sx={linkSx}>
-                    {m.nav.audit}
-                  </Box>
-                </>
-              )}
+              {(user?.role === 'admin' ? [...doctorLinks, ...adminLinks] : doctorLinks).map(([to, label]) => (
+                <Box key={to} component={NavLink} to={to} sx={linkSx} data-testid={to === '/admin/users' ? 'nav-admin' : undefined}>
+                  {label}
+                </Box>
+              ))}
             </Box>
           )}
           {!signedIn && <Box sx={{ flexGrow: 1 }} />}
