@@ -23,13 +23,14 @@ import {
   Typography,
 } from '@mui/material';
 import { keepPreviousData, useQuery } from '@tanstack/react-query';
-import { memo, useEffect, useId, useMemo, useState } from 'react';
+import { memo, useId, useMemo } from 'react';
 import { Link as RouterLink, useSearchParams } from 'react-router';
 
 import { browserTimeZone, useClassLabels } from '../api/classes';
 import { unwrap } from '../api/errors';
 import { RecommendationBadge } from '../components/Recommendation';
 import { Empty, ErrorState, Loading } from '../components/states';
+import { TextFilter } from '../components/TextFilter';
 import {
   FEEDBACKS,
   PAGE_SIZES,
@@ -70,29 +71,6 @@ function SelectFilter({
         ))}
       </Select>
     </FormControl>
-  );
-}
-
-/** A text filter applied when the doctor stops typing (or presses Enter). */
-function TextFilter({ label, value, onChange, max }: { label: string; value: string; onChange: (v: string) => void; max: number }) {
-  const [draft, setDraft] = useState(value);
-  useEffect(() => setDraft(value), [value]);
-  useEffect(() => {
-    if (draft === value) return;
-    const timer = setTimeout(() => onChange(draft), 400);
-    return () => clearTimeout(timer);
-  }, [draft, value, onChange]);
-  return (
-    <TextField
-      size="small"
-      label={label}
-      value={draft}
-      onChange={(e) => setDraft(e.target.value)}
-      onKeyDown={(e) => {
-        if (e.key === 'Enter') onChange(draft);
-      }}
-      slotProps={{ htmlInput: { maxLength: max } }}
-    />
   );
 }
 
