@@ -283,17 +283,22 @@ def test_a_jobs_weights_do_not_depend_on_torchs_global_generator() -> None:
     )
     validation = Examples(train_set.images[:4], train_set.labels[:4])
     weights: list[dict[str, torch.Tensor]] = []
-    for meddle in (False, True):
-        torch.set_num_threads(1)
-        network = load_network(seeded_state_dict(len(CODES), 3), len(CODES))
-        hooks = _GlobalRngMeddler(meddle)
-        outcome = train(
-            network, recipe, train_set, validation, mean=DEFAULT_MANIFEST.mean,
-            std=DEFAULT_MANIFEST.std, seed=11, hooks=hooks, device=torch.device("cpu"),
-        )  # fmt: skip
-        assert hooks.calls == 2 * 3 + 2  # each batch, each epoch's end
-        assert all(isinstance(m, torch.nn.Dropout) for m in network.base.fc[2:3])
-        weights.append(outcome.state_dict)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same arithmetic both times
+    try:
+        with torch.random.fork_rng(devices=[]):  # the suite gets its global generator back
+            for meddle in (False, True):
+                network = load_network(seeded_state_dict(len(CODES), 3), len(CODES))
+                hooks = _GlobalRngMeddler(meddle)
+                outcome = train(
+                    network, recipe, train_set, validation, mean=DEFAULT_MANIFEST.mean,
+                    std=DEFAULT_MANIFEST.std, seed=11, hooks=hooks, device=torch.device("cpu"),
+                )  # fmt: skip
+                assert hooks.calls == 2 * 3 + 2  # each batch, each epoch's end
+                assert all(isinstance(m, torch.nn.Dropout) for m in network.base.fc[2:3])
+                weights.append(outcome.state_dict)
+    finally:
+        torch.set_num_threads(threads)
     plain, meddled = weights
     assert plain.keys() == meddled.keys()
     assert all(torch.equal(plain[key], meddled[key]) for key in plain)
