@@ -29,6 +29,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from alembic.config import Config
 from asgi_lifespan import LifespanManager
+from fastapi.dependencies import models as fastapi_dependency_models
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -133,6 +134,22 @@ async def db_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_async_engine(database_url)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _forget_finished_apps() -> Iterator[None]:
+    """FastAPI memoises, per endpoint callable, whether it is a coroutine or generator
+    function (LRU caches of 4,096 entries in fastapi.dependencies.models). The docs
+    endpoints that FastAPIOffline defines are closures over their app, so those caches kept
+    hundreds of the suite's apps alive, each with its classifier: the test process grew to
+    9 GB. One app per process in production never notices."""
+    yield
+    for cached in (
+        fastapi_dependency_models._is_gen_callable_cached,
+        fastapi_dependency_models._is_async_gen_callable_cached,
+        fastapi_dependency_models._is_coroutine_callable_cached,
+    ):
+        cached.cache_clear()
 
 
 @pytest.fixture(autouse=True)
