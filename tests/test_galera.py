@@ -442,6 +442,13 @@ async def test_transient_errors_that_escape_are_503_not_500(
             attempts[0] += 1
             sql = "UPDATE {db}.users SET name = LEFT(UUID(), 8) WHERE id = %s"
             rows(cluster, 1, sql, (doctor.id,))
+            # A causal read on node 0 returns once node 0 has applied that update: its
+            # applier needed the row this transaction's foreign-key check holds, so it
+            # aborted this transaction (1213). Without the wait, a commit that beat the
+            # applier passed certification (a child's reference to its parent does not
+            # conflict with an update of the parent's other columns): CI saw the 8th
+            # attempt succeed once.
+            rows(cluster, 0, "SELECT name FROM {db}.users WHERE id = %s", (doctor.id,))
 
     engine = _engine(a).sync_engine
     abandoned = "ocupredict_db_transactions_abandoned_total"
