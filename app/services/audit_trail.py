@@ -6,10 +6,8 @@ and records that it did, in one transaction.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +18,7 @@ from app.db.audit_actions import SECURITY_ACTIONS
 from app.db.base import utcnow
 from app.db.models import AuditEvent, User
 from app.db.session import SessionFactory
+from app.kit.csv_export import csv_cells, csv_pages
 from app.kit.pagination import decode_cursor, encode_cursor
 from app.kit.time import bounds
 from app.repositories.audit import AuditFilters, AuditRepository
@@ -40,25 +39,11 @@ CSV_COLUMNS = (
     "old",
     "new",
 )
-EXPORT_CHUNK = 1000
-
-# OWASP's CSV injection guidance: a cell a spreadsheet could run as a formula starts with
-# one of these (after any quote); it gets a leading apostrophe, and every cell is quoted
-# (a locale that splits on ';' must not find a formula inside a cell either).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    if text.lstrip("\"'")[:1] in _FORMULA_START:
-        return "'" + text
-    return text
 
 
 def csv_row(event: AuditEvent | Row[Any]) -> list[str]:
-    return [
-        csv_cell(value)
-        for value in (
+    return csv_cells(
+        (
             event.id,
             event.at.isoformat(),
             event.actor_id,
@@ -71,7 +56,7 @@ def csv_row(event: AuditEvent | Row[Any]) -> list[str]:
             json.dumps(event.old, sort_keys=True) if event.old is not None else None,
             json.dumps(event.new, sort_keys=True) if event.new is not None else None,
         )
-    ]
+    )
 
 
 class AuditTrail:
@@ -109,32 +94,20 @@ class AuditTrail:
 
     async def security_page(self, user: User, cursor: str | None, limit: int) -> AuditPage:
         """The security events of the user's own account (GET /auth/me/activity)."""
-        filters = AuditFilters(
-            actions=SECURITY_ACTIONS, target_type="user", target_id=str(user.id)
-        )
+        filters = AuditFilters(actions=SECURITY_ACTIONS, target_type="user", target_id=str(user.id))
         return await self.page(filters, cursor, limit)
 
     async def export_csv(self, filters: AuditFilters) -> AsyncIterator[str]:
-        """The filtered events, oldest first, as CSV text chunks of EXPORT_CHUNK rows:
-        memory stays at one chunk whatever the range."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
-        writer.writerow(CSV_COLUMNS)
-        yield buffer.getvalue()
+        """The filtered events, oldest first, as CSV text chunks of a page of rows each:
+        memory stays at one page whatever the range."""
         async with self.sessions() as session:
             repo = AuditRepository(session)
-            after: int | None = None
-            while True:
-                rows = await repo.rows(filters, after_id=after, limit=EXPORT_CHUNK)
-                if not rows:
-                    break
-                buffer.seek(0)
-                buffer.truncate()
-                writer.writerows(csv_row(row) for row in rows)
-                after = rows[-1].id
-                yield buffer.getvalue()
-                if len(rows) < EXPORT_CHUNK:
-                    break
+
+            async def page_after(after: int | None, limit: int) -> Sequence[Row[Any]]:
+                return await repo.rows(filters, after_id=after, limit=limit)
+
+            async for chunk in csv_pages(CSV_COLUMNS, page_after, lambda row: row.id, csv_row):
+                yield chunk
 
     async def prune(self, older_than_days: int, now: datetime | None = None) -> int:
         """Delete events older than `older_than_days` and record that it happened, in one

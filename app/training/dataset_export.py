@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
 
 from app.db.learning import DatasetItem
 from app.db.session import SessionFactory
+from app.kit.csv_export import csv_cells, csv_pages
 from app.repositories.datasets import DatasetRepository
 from app.training.dataset_manifest import item_record
 
@@ -29,16 +27,6 @@ CSV_COLUMNS = (
     "quality_score",
     "quality_reasons",
 )
-EXPORT_CHUNK = 1000
-
-
-def _cell(value: Any) -> str:
-    """OWASP CSV injection: text a spreadsheet would run as a formula gets a leading
-    quote (every cell is also quoted by the writer)."""
-    text = "" if value is None else str(value)
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
 
 
 def csv_row(item: DatasetItem) -> list[str]:
@@ -61,26 +49,16 @@ def csv_row(item: DatasetItem) -> list[str]:
         record["quality_score"],
         None if reasons is None else " ".join(reasons),
     ]
-    return [_cell(v) for v in values]
+    return csv_cells(values)
 
 
 async def export_csv(sessions: SessionFactory, dataset_id: int) -> AsyncIterator[str]:
     """The items in manifest order as CSV chunks (every cell quoted), on its own session."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
-    writer.writerow(CSV_COLUMNS)
-    yield buffer.getvalue()
     async with sessions() as session:
         repo = DatasetRepository(session)
-        after = 0
-        while True:
-            rows = await repo.items_page(dataset_id, after, EXPORT_CHUNK)
-            if not rows:
-                break
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerows(csv_row(row) for row in rows)
-            after = rows[-1].position
-            yield buffer.getvalue()
-            if len(rows) < EXPORT_CHUNK:
-                break
+
+        async def page_after(after: int | None, limit: int) -> Sequence[DatasetItem]:
+            return await repo.items_page(dataset_id, after or 0, limit)
+
+        async for chunk in csv_pages(CSV_COLUMNS, page_after, lambda item: item.position, csv_row):
+            yield chunk
