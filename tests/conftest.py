@@ -77,17 +77,27 @@ async def _recreate_mysql_database(url: str) -> None:
         await server.dispose()
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def _migrated_database(tmp_path_factory: pytest.TempPathFactory, suffix: str) -> str:
+    """TEST_DATABASE_URL's database (with `suffix` on its name), or a SQLite file, made
+    empty and migrated to head."""
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
+        parsed = make_url(url)
+        url = parsed.set(database=f"{parsed.database}{suffix}").render_as_string(
+            hide_password=False
+        )
         mysql_url = url
         in_own_thread(lambda: asyncio.run(_recreate_mysql_database(mysql_url)))
     else:
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db' + suffix) / 'test.db'}"
     cfg = _alembic_config(url)
     in_own_thread(lambda: command.upgrade(cfg, "head"))
     return url
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return _migrated_database(tmp_path_factory, "")
 
 
 @pytest.fixture(scope="session")
@@ -95,17 +105,7 @@ def stack_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A database of its own for the servers the tests start as processes (serve,
     serve-nginx): they register and activate their own model version, which the in-process
     app would otherwise follow (its registry poll) into the tests after them."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        parsed = make_url(url)
-        url = parsed.set(database=f"{parsed.database}_stack").render_as_string(hide_password=False)
-        mysql_url = url
-        in_own_thread(lambda: asyncio.run(_recreate_mysql_database(mysql_url)))
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('stack-db') / 'stack.db'}"
-    cfg = _alembic_config(url)
-    in_own_thread(lambda: command.upgrade(cfg, "head"))
-    return url
+    return _migrated_database(tmp_path_factory, "_stack")
 
 
 @pytest.fixture(scope="session")
